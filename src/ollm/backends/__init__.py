@@ -1,0 +1,1 @@
+"""Backends run the forward pass; the engine drives them through :class:`Backend`."""

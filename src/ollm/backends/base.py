@@ -1,0 +1,81 @@
+"""The Backend protocol: what the engine needs from a model runtime, and nothing more."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ollm.engine.params import SamplingParams
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """A run of tokens of one sequence to put into the next forward pass.
+
+    ``start_pos`` is the position of ``tokens[0]`` in the sequence. When ``sample`` is
+    true the backend samples one token from the logits after the last token, using
+    ``sampler`` and knowing ``num_generated`` tokens were produced so far (for min_tokens).
+    """
+
+    seq_id: int
+    tokens: Sequence[int]
+    start_pos: int
+    sample: bool
+    sampler: Sampler | None = None
+    num_generated: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """What the engine and the chat layer need to know about a loaded model."""
+
+    vocab_size: int
+    context_train: int
+    bos_text: str = ""
+    eos_text: str = ""
+    add_bos: bool = True
+    chat_template: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class Sampler(Protocol):
+    """A per-sequence sampling state (seeded RNG, penalty history)."""
+
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    """A loaded model with a KV cache split into ``num_sequences`` independent slots."""
+
+    facts: ModelFacts
+    num_sequences: int
+    context_per_sequence: int
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
+        """Text to token ids."""
+        ...
+
+    def token_bytes(self, token: int) -> bytes:
+        """The raw bytes a token renders to (special tokens render empty)."""
+        ...
+
+    def is_end_of_generation(self, token: int) -> bool:
+        """True for EOS / end-of-turn tokens."""
+        ...
+
+    def new_sampler(self, params: SamplingParams) -> Sampler:
+        """A sampler for one sequence; the caller closes it when the sequence ends."""
+        ...
+
+    def decode(self, items: Sequence[BatchItem]) -> list[int | None]:
+        """One forward pass over every item; the sampled token per item (None if not sampled)."""
+        ...
+
+    def clear_sequence(self, seq_id: int) -> None:
+        """Forget the KV of one slot so it can be reused."""
+        ...
+
+    def close(self) -> None:
+        """Release native resources. Idempotent."""
+        ...

@@ -1,0 +1,98 @@
+"""A deterministic fake backend for unit tests: byte-level tokens and a scripted reply.
+
+Token ids: ``0`` is BOS, ``1`` is EOS, and byte ``b`` is token ``b + 2``. Each sequence
+answers with ``reply(prompt_tokens)`` byte by byte, then EOS. Every ``decode`` call is
+recorded in ``calls`` so tests can check how work was batched and chunked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ollm.backends.base import BatchItem, ModelFacts
+from ollm.engine.params import SamplingParams
+
+BOS = 0
+EOS = 1
+_OFFSET = 2
+
+
+def encode_bytes(text: str) -> list[int]:
+    """Tokens for ``text`` in the fake vocabulary (no BOS)."""
+    return [b + _OFFSET for b in text.encode("utf-8")]
+
+
+@dataclass
+class FakeSampler:
+    params: SamplingParams
+    closed: bool = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeBackend:
+    """Answers every prompt with ``reply(prompt_tokens)``; records each decode call."""
+
+    num_sequences: int = 4
+    context_per_sequence: int = 256
+    reply: Callable[[list[int]], str] = lambda _prompt: "Hello from the fake model."
+    fail_on_call: int | None = None
+    calls: list[list[BatchItem]] = field(default_factory=list)
+    cleared: list[int] = field(default_factory=list)
+    facts: ModelFacts = field(
+        default_factory=lambda: ModelFacts(
+            vocab_size=256 + _OFFSET,
+            context_train=4096,
+            bos_text="<s>",
+            eos_text="</s>",
+            chat_template=(
+                "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+                "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+            ),
+        )
+    )
+
+    def __post_init__(self) -> None:
+        self._kv: dict[int, list[int]] = {}
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
+        return ([BOS] if add_special else []) + encode_bytes(text)
+
+    def token_bytes(self, token: int) -> bytes:
+        return b"" if token < _OFFSET else bytes([token - _OFFSET])
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return token == EOS
+
+    def new_sampler(self, params: SamplingParams) -> FakeSampler:
+        return FakeSampler(params)
+
+    def decode(self, items: Sequence[BatchItem]) -> list[int | None]:
+        self.calls.append(list(items))
+        if self.fail_on_call is not None and len(self.calls) == self.fail_on_call:
+            raise RuntimeError("fake backend failure")
+        results: list[int | None] = []
+        for item in items:
+            kv = self._kv.setdefault(item.seq_id, [])
+            if item.start_pos != len(kv):
+                raise AssertionError(f"seq {item.seq_id}: pos {item.start_pos} != {len(kv)}")
+            kv.extend(item.tokens)
+            results.append(self._next(kv, item) if item.sample else None)
+        return results
+
+    def _next(self, kv: list[int], item: BatchItem) -> int:
+        prompt_len = len(kv) - item.num_generated
+        reply = encode_bytes(self.reply(kv[:prompt_len]))
+        ignore_eos = item.sampler is not None and item.sampler.params.ignore_eos
+        index = item.num_generated % len(reply) if ignore_eos else item.num_generated
+        return reply[index] if index < len(reply) else EOS
+
+    def clear_sequence(self, seq_id: int) -> None:
+        self.cleared.append(seq_id)
+        self._kv.pop(seq_id, None)
+
+    def close(self) -> None:
+        self._kv.clear()

@@ -1,0 +1,132 @@
+"""The llama.cpp backend: one model, one context, one KV stream per sequence slot."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+from ollm.backends.base import BatchItem, ModelFacts
+from ollm.backends.llamacpp.native import (
+    ContextConfig,
+    NativeContext,
+    NativeModel,
+    NativeSampler,
+    SamplerConfig,
+)
+from ollm.engine.params import SamplingParams
+from ollm.settings import EngineSettings
+
+
+class LlamaCppSampler:
+    """Two chains when EOS must be held back for ``min_tokens``: banned first, then free."""
+
+    def __init__(self, model: NativeModel, params: SamplingParams, eog: Sequence[int]) -> None:
+        seed = params.seed if params.seed is not None else random.getrandbits(32)
+        config = SamplerConfig(
+            temperature=params.temperature,
+            top_k=params.top_k,
+            top_p=params.top_p,
+            min_p=params.min_p,
+            repeat_penalty=params.repeat_penalty,
+            frequency_penalty=params.frequency_penalty,
+            presence_penalty=params.presence_penalty,
+            penalty_last_n=params.penalty_last_n,
+            seed=seed,
+        )
+        banned = SamplerConfig(**{**_as_dict(config), "banned_tokens": tuple(eog)})
+        self.params = params
+        self.free = NativeSampler(model, config) if not params.ignore_eos else None
+        self.banned = (
+            NativeSampler(model, banned) if params.ignore_eos or params.min_tokens else None
+        )
+
+    def pick(self, num_generated: int) -> NativeSampler:
+        if self.free is None or (
+            self.banned is not None and num_generated < self.params.min_tokens
+        ):
+            assert self.banned is not None
+            return self.banned
+        return self.free
+
+    def close(self) -> None:
+        for chain in (self.free, self.banned):
+            if chain is not None:
+                chain.close()
+
+
+def _as_dict(config: SamplerConfig) -> dict[str, object]:
+    return {name: getattr(config, name) for name in SamplerConfig.__slots__}
+
+
+class LlamaCppBackend:
+    """Implements :class:`ollm.backends.base.Backend` over llama.cpp's C API."""
+
+    def __init__(self, model: NativeModel, ctx: NativeContext) -> None:
+        self._model = model
+        self._ctx = ctx
+        self.num_sequences = ctx.n_seq_max
+        self.context_per_sequence = ctx.n_ctx_seq
+        self._eog = model.eog_tokens()
+        metadata = model.metadata()
+        self.facts = ModelFacts(
+            vocab_size=model.n_vocab,
+            context_train=model.n_ctx_train(),
+            bos_text=model.token_text(model.bos()),
+            eos_text=model.token_text(model.eos()),
+            add_bos=model.adds_bos(),
+            chat_template=model.chat_template(),
+            metadata={k: v for k, v in metadata.items() if not k.startswith("tokenizer.ggml.")},
+        )
+
+    @classmethod
+    def load(cls, path: Path, settings: EngineSettings) -> LlamaCppBackend:
+        model = NativeModel(path)
+        try:
+            n_ctx_seq = min(settings.context_per_sequence, model.n_ctx_train())
+            config = ContextConfig(
+                n_seq_max=settings.max_running,
+                n_ctx_seq=n_ctx_seq,
+                # Decodes take one token each, prefill takes the rest of the step budget.
+                n_batch=settings.max_running + settings.step_tokens,
+                threads=settings.threads,
+            )
+            ctx = NativeContext(model, config)
+        except BaseException:
+            model.close()
+            raise
+        return cls(model, ctx)
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
+        return self._model.tokenize(text, add_special=add_special, parse_special=parse_special)
+
+    def token_bytes(self, token: int) -> bytes:
+        return self._model.token_bytes(token)
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return self._model.is_eog(token)
+
+    def new_sampler(self, params: SamplingParams) -> LlamaCppSampler:
+        return LlamaCppSampler(self._model, params, self._eog)
+
+    def decode(self, items: Sequence[BatchItem]) -> list[int | None]:
+        rows = self._ctx.batch.fill(
+            (item.seq_id, item.tokens, item.start_pos, item.sample) for item in items
+        )
+        self._ctx.decode()
+        results: list[int | None] = []
+        for item, row in zip(items, rows, strict=True):
+            if not item.sample:
+                results.append(None)
+                continue
+            sampler = item.sampler
+            assert isinstance(sampler, LlamaCppSampler)
+            results.append(sampler.pick(item.num_generated).sample(self._ctx, row))
+        return results
+
+    def clear_sequence(self, seq_id: int) -> None:
+        self._ctx.clear_sequence(seq_id)
+
+    def close(self) -> None:
+        self._ctx.close()
+        self._model.close()

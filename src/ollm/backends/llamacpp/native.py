@@ -1,0 +1,313 @@
+"""Owned wrappers over llama.cpp's C API. The ONLY module in ollm that imports llama_cpp.
+
+Each wrapper owns one native object, frees it in ``close()`` (idempotent), and raises
+on failure codes instead of returning sentinels. The batch filler writes any number of
+sequences into one ``llama_batch``: llama-cpp-python's own helpers assume sequence 0.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+
+log = logging.getLogger("ollm.llama_cpp")
+
+_init_lock = threading.Lock()
+_initialised = False
+# ggml_log_level: 3 is WARN, 4 is ERROR; everything else (load chatter) goes to debug.
+_LOG_LEVELS = {3: logging.WARNING, 4: logging.ERROR}
+
+
+@llama_cpp.llama_log_callback
+def _log_to_python(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+    # llama.cpp is chatty at load time; keep it at debug unless it warns or fails.
+    message = text.decode("utf-8", errors="replace").rstrip()
+    if message:
+        log.log(_LOG_LEVELS.get(level, logging.DEBUG), message)
+
+
+def init_backend() -> None:
+    """Initialise llama.cpp once per process and route its logs to Python logging."""
+    global _initialised
+    with _init_lock:
+        if not _initialised:
+            llama_cpp.llama_log_set(_log_to_python, ctypes.c_void_p(0))
+            llama_cpp.llama_backend_init()
+            _initialised = True
+
+
+def system_info() -> str:
+    return llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
+
+
+def library_version() -> str:
+    return getattr(llama_cpp, "__version__", "unknown")
+
+
+class NativeError(RuntimeError):
+    """llama.cpp reported a failure."""
+
+
+class NativeModel:
+    """A loaded GGUF model: weights, vocabulary and metadata."""
+
+    def __init__(self, path: Path) -> None:
+        init_backend()
+        params = llama_cpp.llama_model_default_params()
+        params.use_mmap = True
+        model = llama_cpp.llama_model_load_from_file(str(path).encode("utf-8"), params)
+        if not model:
+            raise NativeError(f"llama.cpp could not load {path}")
+        self._model = model
+        self._vocab = llama_cpp.llama_model_get_vocab(model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self._piece = ctypes.create_string_buffer(256)
+
+    @property
+    def handle(self) -> llama_cpp.llama_model_p:
+        if self._model is None:
+            raise NativeError("model is closed")
+        return self._model
+
+    def close(self) -> None:
+        if self._model is not None:
+            llama_cpp.llama_model_free(self._model)
+            self._model = None
+
+    # -- facts ---------------------------------------------------------------------
+
+    def n_ctx_train(self) -> int:
+        return llama_cpp.llama_model_n_ctx_train(self.handle)
+
+    def metadata(self) -> dict[str, str]:
+        """Every GGUF key with its value as llama.cpp renders it to a string."""
+        result: dict[str, str] = {}
+        for i in range(llama_cpp.llama_model_meta_count(self.handle)):
+            key = self._meta_string(llama_cpp.llama_model_meta_key_by_index, i)
+            result[key] = self._meta_string(llama_cpp.llama_model_meta_val_str_by_index, i)
+        return result
+
+    def _meta_string(self, getter: object, index: int) -> str:
+        size = 256
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            needed = getter(self.handle, index, buf, size)  # type: ignore[operator]
+            if needed < size:
+                return buf.value.decode("utf-8", errors="replace")
+            size = needed + 1
+
+    def chat_template(self) -> str | None:
+        raw = llama_cpp.llama_model_chat_template(self.handle, None)
+        return raw.decode("utf-8") if raw else None
+
+    def bos(self) -> int:
+        return llama_cpp.llama_vocab_bos(self._vocab)
+
+    def eos(self) -> int:
+        return llama_cpp.llama_vocab_eos(self._vocab)
+
+    def adds_bos(self) -> bool:
+        return bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+
+    def token_text(self, token: int) -> str:
+        """A token's text as stored in the vocabulary (for special tokens like BOS)."""
+        if token < 0:
+            return ""
+        raw = llama_cpp.llama_vocab_get_text(self._vocab, token)
+        return raw.decode("utf-8", errors="replace") if raw else ""
+
+    def is_eog(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    def eog_tokens(self) -> list[int]:
+        return [t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self._vocab, t)]
+
+    # -- text ----------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 2
+        while True:
+            tokens = (llama_cpp.llama_token * capacity)()
+            n = llama_cpp.llama_tokenize(
+                self._vocab, data, len(data), tokens, capacity, add_special, parse_special
+            )
+            if n >= 0:
+                return list(tokens[:n])
+            capacity = -n
+
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes of one token; control tokens (BOS, EOS, turn markers) render empty."""
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece, 256, 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
+            return buf.raw[:n]
+        return self._piece.raw[:n]
+
+
+@dataclass(frozen=True, slots=True)
+class ContextConfig:
+    """How to size a context: one KV stream of ``n_ctx_seq`` cells per sequence."""
+
+    n_seq_max: int
+    n_ctx_seq: int
+    n_batch: int
+    threads: int
+
+
+class NativeContext:
+    """A llama.cpp context: the KV cache for ``n_seq_max`` independent sequences."""
+
+    def __init__(self, model: NativeModel, config: ContextConfig) -> None:
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = config.n_ctx_seq * config.n_seq_max
+        params.n_batch = config.n_batch
+        params.n_ubatch = config.n_batch
+        params.n_seq_max = config.n_seq_max
+        params.n_threads = config.threads
+        params.n_threads_batch = config.threads
+        params.no_perf = True
+        # One KV stream per sequence: a sequence attends only over its own cells, which
+        # is faster for independent requests than one unified buffer (llama.cpp #14363).
+        params.kv_unified = False
+        ctx = llama_cpp.llama_init_from_model(model.handle, params)
+        if not ctx:
+            raise NativeError("llama.cpp could not create a context (out of memory?)")
+        self._ctx = ctx
+        self._memory = llama_cpp.llama_get_memory(ctx)
+        self.n_ctx_seq = llama_cpp.llama_n_ctx_seq(ctx)
+        self.n_seq_max = llama_cpp.llama_n_seq_max(ctx)
+        self.batch = NativeBatch(config.n_batch, config.n_seq_max)
+
+    @property
+    def handle(self) -> llama_cpp.llama_context_p:
+        if self._ctx is None:
+            raise NativeError("context is closed")
+        return self._ctx
+
+    def decode(self) -> None:
+        """Run the forward pass over the filled batch."""
+        rc = llama_cpp.llama_decode(self.handle, self.batch.raw)
+        if rc != 0:
+            raise NativeError(f"llama_decode failed with code {rc}")
+
+    def clear_sequence(self, seq_id: int) -> None:
+        llama_cpp.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+
+    def close(self) -> None:
+        self.batch.close()
+        if self._ctx is not None:
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+
+
+class NativeBatch:
+    """A reusable ``llama_batch`` filled with tokens of many sequences."""
+
+    def __init__(self, capacity: int, n_seq_max: int) -> None:
+        self.capacity = capacity
+        self.raw = llama_cpp.llama_batch_init(capacity, 0, n_seq_max)
+        self._open = True
+
+    def fill(self, runs: Iterable[tuple[int, Sequence[int], int, bool]]) -> list[int]:
+        """Write ``(seq_id, tokens, start_pos, want_logits)`` runs; return logit row indices.
+
+        The returned list has one entry per run: the batch index of its last token when
+        logits were requested, else -1 (never read).
+        """
+        raw = self.raw
+        n = 0
+        rows: list[int] = []
+        for seq_id, tokens, start_pos, want_logits in runs:
+            if n + len(tokens) > self.capacity:
+                raise NativeError(f"batch overflow: {n + len(tokens)} > {self.capacity}")
+            for offset, token in enumerate(tokens):
+                raw.token[n] = token
+                raw.pos[n] = start_pos + offset
+                raw.n_seq_id[n] = 1
+                raw.seq_id[n][0] = seq_id
+                raw.logits[n] = False
+                n += 1
+            raw.logits[n - 1] = want_logits
+            rows.append(n - 1 if want_logits else -1)
+        raw.n_tokens = n
+        return rows
+
+    def close(self) -> None:
+        if self._open:
+            llama_cpp.llama_batch_free(self.raw)
+            self._open = False
+
+
+@dataclass(frozen=True, slots=True)
+class SamplerConfig:
+    """The knobs of one sampler chain, already validated."""
+
+    temperature: float
+    top_k: int
+    top_p: float
+    min_p: float
+    repeat_penalty: float
+    frequency_penalty: float
+    presence_penalty: float
+    penalty_last_n: int
+    seed: int
+    banned_tokens: Sequence[int] = ()
+
+
+class NativeSampler:
+    """A llama.cpp sampler chain: penalties, bans, top-k, top-p, min-p, temperature, draw."""
+
+    def __init__(self, model: NativeModel, config: SamplerConfig) -> None:
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        self._chain = chain
+        add = lambda sampler: llama_cpp.llama_sampler_chain_add(chain, sampler)  # noqa: E731
+        if (
+            config.repeat_penalty != 1.0
+            or config.frequency_penalty != 0.0
+            or config.presence_penalty != 0.0
+        ):
+            add(
+                llama_cpp.llama_sampler_init_penalties(
+                    model.n_vocab,
+                    config.penalty_last_n,
+                    config.repeat_penalty,
+                    config.frequency_penalty,
+                    config.presence_penalty,
+                )
+            )
+        if config.banned_tokens:
+            biases = (llama_cpp.llama_logit_bias * len(config.banned_tokens))()
+            for slot, token in zip(biases, config.banned_tokens, strict=True):
+                slot.token, slot.bias = token, -math.inf
+            add(llama_cpp.llama_sampler_init_logit_bias(model.n_vocab, len(biases), biases))
+        if config.temperature <= 0.0 or config.top_k == 1:
+            add(llama_cpp.llama_sampler_init_greedy())
+            return
+        if config.top_k > 0:
+            add(llama_cpp.llama_sampler_init_top_k(config.top_k))
+        if config.top_p < 1.0:
+            add(llama_cpp.llama_sampler_init_top_p(config.top_p, 1))
+        if config.min_p > 0.0:
+            add(llama_cpp.llama_sampler_init_min_p(config.min_p, 1))
+        add(llama_cpp.llama_sampler_init_temp(config.temperature))
+        add(llama_cpp.llama_sampler_init_dist(config.seed & 0xFFFFFFFF))
+
+    def sample(self, ctx: NativeContext, row: int) -> int:
+        """Draw a token from the logits of batch row ``row`` (the chain accepts it)."""
+        if self._chain is None:
+            raise NativeError("sampler is closed")
+        return llama_cpp.llama_sampler_sample(self._chain, ctx.handle, row)
+
+    def close(self) -> None:
+        if self._chain is not None:
+            llama_cpp.llama_sampler_free(self._chain)
+            self._chain = None

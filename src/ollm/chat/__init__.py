@@ -1,0 +1,1 @@
+"""Dialect-neutral chat messages and prompt rendering with the model's own template."""

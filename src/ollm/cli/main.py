@@ -1,0 +1,69 @@
+"""The ``ollm`` command line (Typer). ``ollm serve`` runs the server."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ollm import __version__
+from ollm.settings import load_settings
+
+app = typer.Typer(help="ollm: a self-hosted LLM server.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+@app.callback()
+def main() -> None:
+    """Serve local language models over OpenAI- and Ollama-compatible APIs."""
+
+
+@app.command()
+def version() -> None:
+    """Print ollm's version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    home: Annotated[Path | None, typer.Option(help="Data directory (OLLM_HOME).")] = None,
+    default_model: Annotated[str | None, typer.Option(help="Default model id.")] = None,
+    max_running: Annotated[int | None, typer.Option(help="Sequences batched together.")] = None,
+    max_waiting: Annotated[int | None, typer.Option(help="Requests allowed to wait.")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for inference.")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+) -> None:
+    """Start the HTTP server (OpenAI API under /v1)."""
+    import uvicorn
+
+    from ollm.api.app import create_app
+
+    settings = load_settings(
+        host=host,
+        port=port,
+        home=home,
+        default_model=default_model,
+        log_level=log_level,
+        engine={"max_running": max_running, "max_waiting": max_waiting, "threads": threads},
+    )
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings.home.mkdir(parents=True, exist_ok=True)
+    application = create_app(settings)
+    console.print(
+        f"ollm {__version__} listening on [bold]http://{settings.host}:{settings.port}[/bold]"
+        f"  (default model: [bold]{settings.default_model}[/bold], data: {settings.home})"
+    )
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=5,
+    )

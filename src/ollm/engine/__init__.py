@@ -1,0 +1,1 @@
+"""The inference engine: continuous batching, knowing nothing of HTTP, SQL or auth."""

@@ -1,0 +1,172 @@
+"""AsyncEngine: the asyncio face of an engine thread.
+
+``generate()`` registers a per-request mailbox, puts the request on the engine's inbox
+and returns a :class:`RequestStream`. The engine thread hands deltas back with
+``call_soon_threadsafe``; a mailbox merges deltas a slow reader has not taken yet, so
+memory stays bounded. Closing a stream early (client gone) aborts the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass
+
+from ollm.backends.base import Backend
+from ollm.engine.loop import EngineLoop, EngineStats
+from ollm.engine.messages import AbortRequest, AddRequest
+from ollm.engine.outputs import RequestOutput
+from ollm.engine.params import SamplingParams
+from ollm.engine.request import Request
+from ollm.engine.scheduler import Scheduler
+from ollm.errors import InvalidRequestError, QueueFullError, ShuttingDownError
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLimits:
+    """Admission limits: slots that run at once and places to wait in."""
+
+    max_running: int
+    max_waiting: int
+    context_per_sequence: int
+    step_tokens: int
+
+
+class Mailbox:
+    """Holds at most one pending delta per request, merging newer ones into it."""
+
+    def __init__(self) -> None:
+        self._pending: RequestOutput | None = None
+        self._ready = asyncio.Event()
+
+    def put(self, output: RequestOutput) -> None:
+        if self._pending is None:
+            self._pending = output
+        else:
+            self._pending.merge(output)
+        self._ready.set()
+
+    async def get(self) -> RequestOutput:
+        await self._ready.wait()
+        self._ready.clear()
+        output, self._pending = self._pending, None
+        assert output is not None  # set together with the event
+        return output
+
+
+class RequestStream:
+    """Async iterator over one request's deltas; ``aclose()`` aborts it if unfinished."""
+
+    def __init__(self, engine: AsyncEngine, request_id: str, mailbox: Mailbox) -> None:
+        self.request_id = request_id
+        self._engine = engine
+        self._mailbox = mailbox
+        self._done = False
+
+    def __aiter__(self) -> RequestStream:
+        return self
+
+    async def __anext__(self) -> RequestOutput:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            output = await self._mailbox.get()
+        except BaseException:
+            await self.aclose()
+            raise
+        if output.finished:
+            self._done = True
+            self._engine._forget(self.request_id)
+        return output
+
+    async def aclose(self) -> None:
+        if not self._done:
+            self._done = True
+            self._engine.abort(self.request_id)
+
+    async def __aenter__(self) -> RequestStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class AsyncEngine:
+    """Owns one engine thread and the mailboxes of its requests."""
+
+    def __init__(self, backend: Backend, limits: EngineLimits) -> None:
+        self.limits = limits
+        self.backend = backend
+        scheduler = Scheduler(
+            num_slots=limits.max_running,
+            context_per_sequence=limits.context_per_sequence,
+            step_tokens=limits.step_tokens,
+        )
+        self._loop_thread = EngineLoop(backend, scheduler, self._on_outputs)
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._mailboxes: dict[str, Mailbox] = {}
+        self._ids = itertools.count(1)
+        self._closed = False
+
+    @property
+    def stats(self) -> EngineStats:
+        return self._loop_thread.stats
+
+    @property
+    def num_in_flight(self) -> int:
+        """Requests added and not yet finished (running or waiting)."""
+        return len(self._mailboxes)
+
+    def start(self) -> None:
+        self._event_loop = asyncio.get_running_loop()
+        self._loop_thread.start()
+
+    def generate(
+        self,
+        prompt_tokens: list[int],
+        params: SamplingParams,
+        *,
+        user: str = "",
+        request_id: str | None = None,
+    ) -> RequestStream:
+        """Queue a request and return its stream. Raises 429/503-type errors at once."""
+        if self._closed:
+            raise ShuttingDownError("the server is shutting down")
+        if not prompt_tokens:
+            raise InvalidRequestError("the prompt is empty")
+        capacity = self.limits.max_running + self.limits.max_waiting
+        if len(self._mailboxes) >= capacity:
+            raise QueueFullError(
+                f"the server is busy: {len(self._mailboxes)} requests in flight", retry_after=1
+            )
+        request_id = request_id or f"req-{next(self._ids)}"
+        mailbox = Mailbox()
+        self._mailboxes[request_id] = mailbox
+        request = Request(request_id, list(prompt_tokens), params, user=user)
+        self._loop_thread.inbox.put(AddRequest(request))
+        return RequestStream(self, request_id, mailbox)
+
+    def abort(self, request_id: str) -> None:
+        """Stop a request; its slot is freed at the engine's next step."""
+        if self._mailboxes.pop(request_id, None) is not None:
+            self._loop_thread.inbox.put(AbortRequest(request_id))
+
+    def _forget(self, request_id: str) -> None:
+        self._mailboxes.pop(request_id, None)
+
+    def _on_outputs(self, outputs: list[RequestOutput]) -> None:
+        """Called on the engine thread: hop to the event loop with this step's deltas."""
+        if self._event_loop is not None and not self._event_loop.is_closed():
+            self._event_loop.call_soon_threadsafe(self._deliver, outputs)
+
+    def _deliver(self, outputs: list[RequestOutput]) -> None:
+        for output in outputs:
+            mailbox = self._mailboxes.get(output.request_id)
+            if mailbox is not None:
+                mailbox.put(output)
+
+    async def close(self) -> None:
+        """Stop admitting, abort what runs, stop the thread, free the model."""
+        self._closed = True
+        await asyncio.to_thread(self._loop_thread.stop)
+        self.backend.close()

@@ -1,0 +1,66 @@
+"""Incremental detokenization: UTF-8 safe deltas and stop strings that are never emitted.
+
+Tokens arrive one at a time as raw bytes. A multi-byte character may be split across
+tokens, so bytes are decoded incrementally and an unfinished character waits for the next
+token. Text that could still grow into a stop string is held back until it cannot.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Sequence
+
+
+class Detokenizer:
+    """Turns a stream of token bytes into text deltas, cutting at the first stop string."""
+
+    def __init__(self, stop: Sequence[str] = ()) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._stop = tuple(s for s in stop if s)
+        self._held = ""
+        self.stopped = False
+        self.text = ""
+
+    def push(self, piece: bytes) -> str:
+        """Feed one token's bytes; returns the text that is now safe to emit."""
+        if self.stopped:
+            return ""
+        return self._release(self._decoder.decode(piece))
+
+    def flush(self) -> str:
+        """End of stream: release everything held (an unfinished character becomes U+FFFD)."""
+        if self.stopped:
+            return ""
+        tail = self._release(self._decoder.decode(b"", final=True))
+        if self.stopped:
+            return tail
+        tail += self._held
+        self.text += self._held
+        self._held = ""
+        return tail
+
+    def _release(self, new_text: str) -> str:
+        pending = self._held + new_text
+        cut = self._first_stop(pending)
+        if cut is not None:
+            self.stopped = True
+            emitted, self._held = pending[:cut], ""
+        else:
+            keep = self._longest_stop_prefix_suffix(pending)
+            emitted, self._held = pending[: len(pending) - keep], pending[len(pending) - keep :]
+        self.text += emitted
+        return emitted
+
+    def _first_stop(self, text: str) -> int | None:
+        positions = [i for i in (text.find(s) for s in self._stop) if i >= 0]
+        return min(positions) if positions else None
+
+    def _longest_stop_prefix_suffix(self, text: str) -> int:
+        """Length of the longest end of ``text`` that is a proper start of some stop string."""
+        best = 0
+        for stop in self._stop:
+            for length in range(min(len(stop) - 1, len(text)), best, -1):
+                if text.endswith(stop[:length]):
+                    best = length
+                    break
+        return best

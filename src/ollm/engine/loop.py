@@ -1,0 +1,236 @@
+"""The engine thread: drain the inbox, schedule, one forward pass, postprocess. Repeat.
+
+One thread per loaded model owns the scheduler, the backend and every request's
+sampler and detokenizer; nothing else touches them. The outside world talks to it only
+through the thread-safe inbox, and hears back through the ``emit`` callback, called once
+per step with every delta that step produced.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ollm.backends.base import Backend, BatchItem, Sampler
+from ollm.engine.detokenizer import Detokenizer
+from ollm.engine.messages import AbortRequest, AddRequest, EngineMessage, Shutdown
+from ollm.engine.outputs import RequestOutput
+from ollm.engine.request import Request, RequestStatus
+from ollm.engine.scheduler import ScheduledChunk, Scheduler, SchedulerOutput
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[list[RequestOutput]], None]
+
+
+@dataclass(slots=True)
+class _Live:
+    """Per-request state only the engine thread touches."""
+
+    request: Request
+    detokenizer: Detokenizer
+    sampler: Sampler | None = None
+    queue_position: int | None = None
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """Counters read by other threads (ints, so reads are atomic enough for reporting)."""
+
+    steps: int = 0
+    running: int = 0
+    waiting: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    last_batch_tokens: int = 0
+
+
+class EngineLoop:
+    """Runs continuous batching over one backend on a dedicated thread."""
+
+    def __init__(self, backend: Backend, scheduler: Scheduler, emit: Emit) -> None:
+        self.backend = backend
+        self.scheduler = scheduler
+        self.inbox: queue.SimpleQueue[EngineMessage] = queue.SimpleQueue()
+        self.stats = EngineStats()
+        self._emit = emit
+        self._live: dict[str, _Live] = {}
+        self._thread: threading.Thread | None = None
+
+    def start(self, name: str = "ollm-engine") -> None:
+        self._thread = threading.Thread(target=self.run, name=name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Ask the thread to finish (aborting what is left) and wait for it."""
+        self.inbox.put(Shutdown())
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        """The loop itself; returns after a Shutdown message."""
+        while self._drain_inbox(block=not self.scheduler.has_work()):
+            step = self.scheduler.schedule()
+            if step.chunks:
+                self._step(step)
+            self._update_stats()
+        self._abort_all()
+
+    # -- inbox -----------------------------------------------------------------------
+
+    def _drain_inbox(self, *, block: bool) -> bool:
+        """Apply queued messages; False once Shutdown arrives."""
+        try:
+            message = self.inbox.get(block=block)
+        except queue.Empty:
+            return True
+        while True:
+            if isinstance(message, Shutdown):
+                return False
+            if isinstance(message, AddRequest):
+                self._add(message.request)
+            elif isinstance(message, AbortRequest):
+                out: list[RequestOutput] = []
+                self._finish(message.request_id, RequestStatus.FINISHED_ABORTED, out)
+                self._emit_all(out)
+            try:
+                message = self.inbox.get_nowait()
+            except queue.Empty:
+                return True
+
+    def _add(self, request: Request) -> None:
+        self._live[request.request_id] = _Live(request, Detokenizer(request.params.stop))
+        self.scheduler.add(request)
+
+    # -- one step --------------------------------------------------------------------
+
+    def _step(self, step: SchedulerOutput) -> None:
+        outputs: list[RequestOutput] = []
+        for request in step.admitted:
+            live = self._live[request.request_id]
+            live.sampler = self.backend.new_sampler(request.params)
+            live.queue_position = None
+        items = [self._batch_item(chunk) for chunk in step.chunks]
+        try:
+            sampled = self.backend.decode(items)
+        except Exception as exc:  # the engine outlives a failed step; its requests do not
+            log.exception("forward pass failed")
+            for chunk in step.chunks:
+                self._finish(chunk.request.request_id, RequestStatus.FINISHED_ERROR, outputs, exc)
+            self._emit_all(outputs)
+            return
+        self.stats.steps += 1
+        self.stats.last_batch_tokens = step.num_tokens
+        for chunk, token in zip(step.chunks, sampled, strict=True):
+            if chunk.start < chunk.request.num_prompt_tokens:
+                self.stats.prompt_tokens += chunk.num_tokens
+            self.scheduler.record_step(chunk, token)
+            if token is not None:
+                outputs.append(self._on_token(chunk.request, token))
+        outputs.extend(self._queue_updates())
+        self._emit_all(outputs)
+
+    def _batch_item(self, chunk: ScheduledChunk) -> BatchItem:
+        request = chunk.request
+        return BatchItem(
+            seq_id=request.seq_id,
+            tokens=chunk.tokens,
+            start_pos=chunk.start,
+            sample=chunk.samples,
+            sampler=self._live[request.request_id].sampler,
+            num_generated=len(request.output_tokens),
+        )
+
+    def _on_token(self, request: Request, token: int) -> RequestOutput:
+        live = self._live[request.request_id]
+        if len(request.output_tokens) == 1:
+            request.first_token_time = time.monotonic()
+        self.stats.generated_tokens += 1
+        params = request.params
+        eos = self.backend.is_end_of_generation(token) and not params.ignore_eos
+        text = "" if eos else live.detokenizer.push(self.backend.token_bytes(token))
+        status: RequestStatus | None = None
+        if eos or live.detokenizer.stopped:
+            status = RequestStatus.FINISHED_STOP
+        elif params.max_tokens is not None and len(request.output_tokens) >= params.max_tokens:
+            status = RequestStatus.FINISHED_LENGTH
+        elif self.scheduler.context_full(request):
+            status = RequestStatus.FINISHED_LENGTH
+        output = self._output(request, text, token=None if eos else token)
+        if status is None:
+            return output
+        tail = [output]
+        self._finish(request.request_id, status, tail)
+        merged = tail[0]
+        for later in tail[1:]:
+            merged.merge(later)
+        return merged
+
+    # -- finishing -------------------------------------------------------------------
+
+    def _finish(
+        self,
+        request_id: str,
+        status: RequestStatus,
+        out: list[RequestOutput],
+        error: BaseException | None = None,
+    ) -> None:
+        live = self._live.pop(request_id, None)
+        if live is None:
+            return  # already finished (an abort racing the last token)
+        request = live.request
+        seq_id = self.scheduler.finish(request, status)
+        if seq_id is not None:
+            self.backend.clear_sequence(seq_id)
+        if live.sampler is not None:
+            live.sampler.close()
+        final = self._output(request, live.detokenizer.flush())
+        final.finish_reason = status.value
+        final.error = str(error) if error else None
+        out.append(final)
+
+    def _abort_all(self) -> None:
+        outputs: list[RequestOutput] = []
+        for request_id in list(self._live):
+            self._finish(request_id, RequestStatus.FINISHED_ABORTED, outputs)
+        self._emit_all(outputs)
+        self._update_stats()
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _output(self, request: Request, text: str, token: int | None = None) -> RequestOutput:
+        latency = None
+        if request.first_token_time is not None and len(request.output_tokens) == 1:
+            latency = request.first_token_time - request.arrival
+        return RequestOutput(
+            request_id=request.request_id,
+            text=text,
+            token_ids=(token,) if token is not None else (),
+            num_prompt_tokens=request.num_prompt_tokens,
+            num_output_tokens=len(request.output_tokens),
+            first_token_latency=latency,
+        )
+
+    def _queue_updates(self) -> list[RequestOutput]:
+        """A delta for each waiting request whose place in the queue changed."""
+        updates = []
+        for request_id, position in self.scheduler.queue_positions().items():
+            live = self._live[request_id]
+            if live.queue_position != position:
+                live.queue_position = position
+                update = self._output(live.request, "")
+                update.queue_position = position
+                updates.append(update)
+        return updates
+
+    def _emit_all(self, outputs: list[RequestOutput]) -> None:
+        if outputs:
+            self._emit(outputs)
+
+    def _update_stats(self) -> None:
+        self.stats.running = self.scheduler.num_running
+        self.stats.waiting = self.scheduler.num_waiting

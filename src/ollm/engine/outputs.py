@@ -1,0 +1,41 @@
+"""What the engine hands back to callers: small deltas, merged when a reader lags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class RequestOutput:
+    """New text for one request since the last delta it was sent.
+
+    ``finish_reason`` is set on the last delta only: ``"stop"`` (EOS or stop string),
+    ``"length"`` (max tokens or context full), ``"abort"`` or ``"error"``.
+    ``queue_position`` is set while the request waits for a slot (1 = next).
+    """
+
+    request_id: str
+    text: str = ""
+    token_ids: tuple[int, ...] = ()
+    num_prompt_tokens: int = 0
+    num_output_tokens: int = 0
+    finish_reason: str | None = None
+    error: str | None = None
+    queue_position: int | None = None
+    first_token_latency: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    def merge(self, newer: RequestOutput) -> None:
+        """Fold a newer delta into this one (text appended, counters and status replaced)."""
+        self.text += newer.text
+        self.token_ids += newer.token_ids
+        self.num_prompt_tokens = newer.num_prompt_tokens
+        self.num_output_tokens = newer.num_output_tokens
+        self.finish_reason = newer.finish_reason
+        self.error = newer.error
+        self.queue_position = newer.queue_position
+        if self.first_token_latency is None:
+            self.first_token_latency = newer.first_token_latency

@@ -1,0 +1,185 @@
+"""Continuous batching: which tokens of which sequences go into the next forward pass.
+
+Plain CPU logic, no threads, no llama.cpp. Each step:
+
+1. every running sequence that is decoding gets one token (its last sampled one);
+2. the rest of the token budget goes to prompt prefill, oldest admitted first, in chunks,
+   so one long prompt is spread over many steps while others keep decoding;
+3. while budget and KV slots remain, waiting requests are admitted round-robin across
+   users (one client's fifty requests cannot starve another's one).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ollm.engine.request import Request, RequestStatus
+from ollm.engine.slots import SlotPool
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledChunk:
+    """``num_tokens`` tokens of ``request`` starting at absolute position ``start``."""
+
+    request: Request
+    start: int
+    num_tokens: int
+
+    @property
+    def samples(self) -> bool:
+        """Whether this chunk reaches the sequence's last token, so the step samples after it."""
+        return self.start + self.num_tokens == self.request.num_tokens
+
+    @property
+    def tokens(self) -> list[int]:
+        request = self.request
+        return [request.token_at(i) for i in range(self.start, self.start + self.num_tokens)]
+
+
+@dataclass(slots=True)
+class SchedulerOutput:
+    chunks: list[ScheduledChunk] = field(default_factory=list)
+    admitted: list[Request] = field(default_factory=list)
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(chunk.num_tokens for chunk in self.chunks)
+
+
+class FairQueue:
+    """Waiting requests, one FIFO per user, served round-robin across users."""
+
+    def __init__(self) -> None:
+        self._by_user: OrderedDict[str, deque[Request]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return sum(len(queue) for queue in self._by_user.values())
+
+    def push(self, request: Request) -> None:
+        self._by_user.setdefault(request.user, deque()).append(request)
+
+    def peek(self) -> Request | None:
+        for queue in self._by_user.values():
+            return queue[0]
+        return None
+
+    def pop(self) -> Request:
+        """The head of the user whose turn it is; that user then goes to the back."""
+        user, queue = next(iter(self._by_user.items()))
+        request = queue.popleft()
+        del self._by_user[user]
+        if queue:
+            self._by_user[user] = queue
+        return request
+
+    def remove(self, request_id: str) -> Request | None:
+        for user, queue in self._by_user.items():
+            for request in queue:
+                if request.request_id == request_id:
+                    queue.remove(request)
+                    if not queue:
+                        del self._by_user[user]
+                    return request
+        return None
+
+    def in_service_order(self) -> Iterator[Request]:
+        """Waiting requests in the order :meth:`pop` would return them."""
+        queues = [list(queue) for queue in self._by_user.values()]
+        depth = 0
+        while True:
+            row = [queue[depth] for queue in queues if depth < len(queue)]
+            if not row:
+                return
+            yield from row
+            depth += 1
+
+
+class Scheduler:
+    """Decides each step's batch and owns the lifecycle of requests inside the engine."""
+
+    def __init__(self, *, num_slots: int, context_per_sequence: int, step_tokens: int) -> None:
+        self.slots = SlotPool(num_slots)
+        self.context_per_sequence = context_per_sequence
+        self.step_tokens = step_tokens
+        self.waiting = FairQueue()
+        self.running: list[Request] = []
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting)
+
+    @property
+    def num_running(self) -> int:
+        return len(self.running)
+
+    def has_work(self) -> bool:
+        return bool(self.running) or len(self.waiting) > 0
+
+    def add(self, request: Request) -> None:
+        request.status = RequestStatus.WAITING
+        self.waiting.push(request)
+
+    def schedule(self) -> SchedulerOutput:
+        """Pick this step's chunks: all decodes, then prefill chunks within the budget."""
+        output = SchedulerOutput()
+        decoding = [r for r in self.running if not r.in_prefill]
+        for request in decoding:
+            output.chunks.append(ScheduledChunk(request, request.num_computed, 1))
+        # Prefill always keeps a share of the step, so many decoders cannot starve it.
+        budget = max(self.step_tokens - len(decoding), self.step_tokens // 4)
+        for request in self.running:
+            if budget <= 0:
+                break
+            if request.in_prefill:
+                budget -= self._prefill_chunk(request, budget, output)
+        while budget > 0 and len(self.waiting) and self.slots.can_allocate():
+            request = self.waiting.pop()
+            request.seq_id = self.slots.allocate()
+            request.status = RequestStatus.RUNNING
+            self.running.append(request)
+            output.admitted.append(request)
+            budget -= self._prefill_chunk(request, budget, output)
+        return output
+
+    def _prefill_chunk(self, request: Request, budget: int, output: SchedulerOutput) -> int:
+        size = min(request.remaining_prompt, budget)
+        output.chunks.append(ScheduledChunk(request, request.num_computed, size))
+        return size
+
+    def record_step(self, chunk: ScheduledChunk, sampled: int | None) -> None:
+        """Account for a computed chunk and the token sampled after it, if any."""
+        request = chunk.request
+        request.num_computed = chunk.start + chunk.num_tokens
+        if sampled is not None:
+            request.output_tokens.append(sampled)
+
+    def context_full(self, request: Request) -> bool:
+        """True when one more token would not fit in the sequence's KV slot."""
+        return request.num_tokens >= self.context_per_sequence
+
+    def finish(self, request: Request, status: RequestStatus) -> int | None:
+        """Retire a request; returns the KV slot it held (for the caller to clear), if any."""
+        request.status = status
+        if request in self.running:
+            self.running.remove(request)
+        else:
+            self.waiting.remove(request.request_id)
+        seq_id, request.seq_id = request.seq_id, None
+        if seq_id is not None:
+            self.slots.free(seq_id)
+        return seq_id
+
+    def find(self, request_id: str) -> Request | None:
+        for request in self.running:
+            if request.request_id == request_id:
+                return request
+        for request in self.waiting.in_service_order():
+            if request.request_id == request_id:
+                return request
+        return None
+
+    def queue_positions(self) -> dict[str, int]:
+        """1-based place of each waiting request in the order it will be admitted."""
+        return {r.request_id: i for i, r in enumerate(self.waiting.in_service_order(), 1)}

@@ -1,0 +1,80 @@
+"""One exception tree. ``OllmError`` and its children mean "safe to show the user".
+
+Each class carries the HTTP status it maps to and a stable machine-readable ``code``;
+API layers map errors by type, never by matching message text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OllmError(Exception):
+    """Base of every error whose message may be shown to the client."""
+
+    status_code: int = 500
+    error_type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.details = details
+
+
+class InvalidRequestError(OllmError):
+    """The request is well-formed JSON but asks for something impossible."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class ContextLengthExceededError(InvalidRequestError):
+    """The prompt (plus at least one generated token) does not fit the context window."""
+
+    code = "context_length_exceeded"
+
+
+class ModelNotFoundError(OllmError):
+    """No model of that name is known."""
+
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class QueueFullError(OllmError):
+    """Every slot and waiting place is taken; try again later."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "queue_full"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ModelLoadError(OllmError):
+    """The model file exists but could not be loaded."""
+
+    status_code = 500
+    error_type = "server_error"
+    code = "model_load_failed"
+
+
+class EngineError(OllmError):
+    """The engine failed while generating (reported to the client as a server error)."""
+
+    status_code = 500
+    error_type = "server_error"
+    code = "engine_error"
+
+
+class ShuttingDownError(OllmError):
+    """The server is stopping and admits no new work."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "shutting_down"

@@ -1,0 +1,1 @@
+"""Services: the layer between API routes and the engine."""

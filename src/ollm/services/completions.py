@@ -1,0 +1,88 @@
+"""CompletionService: turn a chat or a prompt into a running generation.
+
+Everything that can fail because of the request fails here, before the route sends a
+byte: unknown model (404), no chat template, prompt longer than the context (400),
+queue full (429).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ollm.chat.messages import ChatMessage
+from ollm.engine.client import RequestStream
+from ollm.engine.params import SamplingParams
+from ollm.errors import ContextLengthExceededError, InvalidRequestError
+from ollm.services.models import LoadedModel, ModelService
+
+
+@dataclass(slots=True)
+class Generation:
+    """A request the engine has accepted; iterate ``stream`` for its deltas."""
+
+    request_id: str
+    model_id: str
+    created: int
+    num_prompt_tokens: int
+    stream: RequestStream
+
+
+class CompletionService:
+    """Renders prompts, checks they fit, and hands them to the model's engine."""
+
+    def __init__(self, models: ModelService) -> None:
+        self.models = models
+
+    async def chat(
+        self,
+        *,
+        model: str | None,
+        messages: Sequence[ChatMessage],
+        params: SamplingParams,
+        user: str = "",
+    ) -> Generation:
+        """Start a chat completion: render with the model's template, then generate."""
+        if not messages:
+            raise InvalidRequestError("messages must not be empty", param="messages")
+        loaded = await self.models.get(model)
+        if loaded.template is None:
+            raise InvalidRequestError(
+                f"model '{loaded.model_id}' has no chat template; use the completions endpoint",
+                param="model",
+            )
+        prompt = loaded.template.render(messages)
+        return self._start(loaded, loaded.tokenize(prompt), params, user)
+
+    async def complete(
+        self, *, model: str | None, prompt: str, params: SamplingParams, user: str = ""
+    ) -> Generation:
+        """Start a plain text completion of ``prompt``."""
+        loaded = await self.models.get(model)
+        return self._start(loaded, loaded.tokenize(prompt, special=False), params, user)
+
+    def _start(
+        self, loaded: LoadedModel, tokens: list[int], params: SamplingParams, user: str
+    ) -> Generation:
+        if not tokens:
+            raise InvalidRequestError("the prompt is empty", param="prompt")
+        self._check_fits(loaded, len(tokens), params)
+        request_id = uuid.uuid4().hex
+        stream = loaded.engine.generate(tokens, params, user=user, request_id=request_id)
+        return Generation(request_id, loaded.model_id, int(time.time()), len(tokens), stream)
+
+    @staticmethod
+    def _check_fits(loaded: LoadedModel, num_prompt: int, params: SamplingParams) -> None:
+        limit = loaded.engine.limits.context_per_sequence
+        wanted = num_prompt + (params.max_tokens or 1)
+        if wanted > limit:
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {limit} tokens. However, you requested "
+                f"{wanted} tokens ({num_prompt} in the prompt, {params.max_tokens or 1} for the "
+                "completion). Please reduce the prompt or the completion length.",
+                param="messages",
+                context_length=limit,
+                prompt_tokens=num_prompt,
+            )

@@ -1,0 +1,74 @@
+"""The one settings tree: flags, then ``OLLM_*`` environment variables, then defaults.
+
+Nothing here runs at import time; call :func:`load_settings` and keep the result on
+``app.state``. Every field carries help text because ``ollm serve --help`` and the README
+are generated from the same descriptions.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_threads() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+class EngineSettings(BaseSettings):
+    """How each loaded model's engine batches and schedules work."""
+
+    model_config = SettingsConfigDict(env_prefix="OLLM_", extra="forbid")
+
+    max_running: int = Field(
+        16, ge=1, le=256, description="Sequences decoded together in one batch (KV slots)."
+    )
+    max_waiting: int = Field(
+        128, ge=0, description="Requests allowed to wait for a slot; beyond this the API says 429."
+    )
+    context_per_sequence: int = Field(
+        4096, ge=256, description="KV cells reserved per sequence (its context window)."
+    )
+    step_tokens: int = Field(
+        64,
+        ge=16,
+        description=(
+            "Token budget of one forward pass. Decoding sequences take one token each; "
+            "the rest goes to prompt prefill, so a long prompt is cut into chunks and never "
+            "stalls running streams for longer than one step."
+        ),
+    )
+    threads: int = Field(default_factory=_default_threads, ge=1, description="CPU threads.")
+
+
+class Settings(BaseSettings):
+    """Server settings. Environment variables use the ``OLLM_`` prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="OLLM_", extra="ignore")
+
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".ollm",
+        description="Data directory: database, models, KV snapshots.",
+    )
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8000, ge=0, le=65535, description="Port to listen on.")
+    default_model: str = Field("smollm2:135m", description="Model used when none is named.")
+    log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+
+    @property
+    def models_dir(self) -> Path:
+        """Where GGUF files live (bundled models are assembled here too)."""
+        return self.home / "models"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings tree; explicit overrides (CLI flags) beat the environment."""
+    engine_overrides = overrides.pop("engine", None) or {}
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    engine = EngineSettings(**{k: v for k, v in engine_overrides.items() if v is not None})
+    return Settings(engine=engine, **clean)
