@@ -94,9 +94,12 @@ class RequestStream:
 class AsyncEngine:
     """Owns one engine thread and the mailboxes of its requests."""
 
-    def __init__(self, backend: Backend, limits: EngineLimits) -> None:
+    def __init__(
+        self, backend: Backend, limits: EngineLimits, *, owns_backend: bool = True
+    ) -> None:
         self.limits = limits
         self.backend = backend
+        self._owns_backend = owns_backend
         scheduler = Scheduler(
             num_slots=limits.max_running,
             context_per_sequence=limits.context_per_sequence,
@@ -169,4 +172,5 @@ class AsyncEngine:
         """Stop admitting, abort what runs, stop the thread, free the model."""
         self._closed = True
         await asyncio.to_thread(self._loop_thread.stop)
-        self.backend.close()
+        if self._owns_backend:
+            self.backend.close()

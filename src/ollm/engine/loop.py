@@ -72,13 +72,23 @@ class EngineLoop:
             self._thread.join(timeout)
 
     def run(self) -> None:
-        """The loop itself; returns after a Shutdown message."""
-        while self._drain_inbox(block=not self.scheduler.has_work()):
-            step = self.scheduler.schedule()
-            if step.chunks:
-                self._step(step)
-            self._update_stats()
+        """The loop itself; returns after a Shutdown message, aborting what is left."""
+        while self.run_once(block=True):
+            pass
         self._abort_all()
+
+    def run_once(self, *, block: bool = False) -> bool:
+        """Apply the inbox, then one schedule / forward pass / postprocess. False on Shutdown.
+
+        With ``block`` it sleeps on the inbox while there is nothing to do.
+        """
+        if not self._drain_inbox(block=block and not self.scheduler.has_work()):
+            return False
+        step = self.scheduler.schedule()
+        if step.chunks:
+            self._step(step)
+        self._update_stats()
+        return True
 
     # -- inbox -----------------------------------------------------------------------
 
@@ -149,26 +159,33 @@ class EngineLoop:
         live = self._live[request.request_id]
         if len(request.output_tokens) == 1:
             request.first_token_time = time.monotonic()
-        self.stats.generated_tokens += 1
-        params = request.params
-        eos = self.backend.is_end_of_generation(token) and not params.ignore_eos
-        text = "" if eos else live.detokenizer.push(self.backend.token_bytes(token))
-        status: RequestStatus | None = None
-        if eos or live.detokenizer.stopped:
-            status = RequestStatus.FINISHED_STOP
-        elif params.max_tokens is not None and len(request.output_tokens) >= params.max_tokens:
-            status = RequestStatus.FINISHED_LENGTH
-        elif self.scheduler.context_full(request):
-            status = RequestStatus.FINISHED_LENGTH
+        eos = self.backend.is_end_of_generation(token) and not request.params.ignore_eos
+        if eos:
+            request.output_tokens.pop()  # EOS ends the reply; it is not part of it
+            text = ""
+        else:
+            self.stats.generated_tokens += 1
+            text = live.detokenizer.push(self.backend.token_bytes(token))
         output = self._output(request, text, token=None if eos else token)
+        status = self._finish_status(request, eos=eos, stopped=live.detokenizer.stopped)
         if status is None:
             return output
         tail = [output]
         self._finish(request.request_id, status, tail)
-        merged = tail[0]
         for later in tail[1:]:
-            merged.merge(later)
-        return merged
+            output.merge(later)
+        return output
+
+    def _finish_status(self, request: Request, *, eos: bool, stopped: bool) -> RequestStatus | None:
+        """Why the request ends after its latest token, or None if it goes on."""
+        if eos or stopped:
+            return RequestStatus.FINISHED_STOP
+        max_tokens = request.params.max_tokens
+        if max_tokens is not None and len(request.output_tokens) >= max_tokens:
+            return RequestStatus.FINISHED_LENGTH
+        if self.scheduler.context_full(request):
+            return RequestStatus.FINISHED_LENGTH
+        return None
 
     # -- finishing -------------------------------------------------------------------
 

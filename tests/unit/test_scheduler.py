@@ -1,0 +1,133 @@
+"""Scheduler policy: budgets, chunked prefill, fair admission, cancellation."""
+
+from ollm.engine.params import SamplingParams
+from ollm.engine.request import Request, RequestStatus
+from ollm.engine.scheduler import FairQueue, Scheduler
+
+
+def make_request(rid: str, prompt_len: int = 10, user: str = "u") -> Request:
+    return Request(rid, list(range(1, prompt_len + 1)), SamplingParams(), user=user)
+
+
+def run_step(scheduler: Scheduler, token: int = 7):
+    """Schedule one step and pretend the model sampled ``token`` wherever it samples."""
+    step = scheduler.schedule()
+    for chunk in step.chunks:
+        scheduler.record_step(chunk, token if chunk.samples else None)
+    return step
+
+
+def test_long_prompt_is_prefilled_in_chunks_while_others_decode():
+    scheduler = Scheduler(num_slots=4, context_per_sequence=4096, step_tokens=32)
+    short = make_request("short", prompt_len=8)
+    scheduler.add(short)
+    run_step(scheduler)  # short prefilled, first token sampled
+    long = make_request("long", prompt_len=100)
+    scheduler.add(long)
+    seen_long_chunks = []
+    for _ in range(10):
+        step = run_step(scheduler)
+        sizes = {c.request.request_id: c.num_tokens for c in step.chunks}
+        # The running stream advances one token in every step of the long prefill.
+        assert sizes["short"] == 1
+        assert step.num_tokens <= 32
+        if "long" in sizes:
+            seen_long_chunks.append(sizes["long"])
+        if not long.in_prefill:
+            break
+    assert sum(seen_long_chunks) == 100
+    assert len(seen_long_chunks) >= 4  # really chunked: 31 tokens a step at most
+    assert max(seen_long_chunks) <= 31
+
+
+def test_prefill_chunk_samples_only_when_it_reaches_the_last_prompt_token():
+    scheduler = Scheduler(num_slots=1, context_per_sequence=4096, step_tokens=16)
+    request = make_request("r", prompt_len=40)
+    scheduler.add(request)
+    samples = [run_step(scheduler).chunks[0].samples for _ in range(3)]
+    assert samples == [False, False, True]
+    assert request.output_tokens == [7]
+    assert request.num_computed == 40
+
+
+def test_admission_is_round_robin_across_users_not_fifo():
+    scheduler = Scheduler(num_slots=1, context_per_sequence=4096, step_tokens=64)
+    for i in range(50):
+        scheduler.add(make_request(f"greedy-{i}", user="greedy"))
+    scheduler.add(make_request("polite-0", user="polite"))
+    order = []
+    while scheduler.has_work():
+        step = run_step(scheduler)
+        order.extend(r.request_id for r in step.admitted)
+        for request in list(scheduler.running):
+            scheduler.finish(request, RequestStatus.FINISHED_STOP)
+        if len(order) >= 3:
+            break
+    assert order[:2] == ["greedy-0", "polite-0"]
+
+
+def test_fair_queue_service_order_interleaves_users():
+    queue = FairQueue()
+    for rid, user in [("a1", "a"), ("a2", "a"), ("a3", "a"), ("b1", "b"), ("c1", "c"), ("b2", "b")]:
+        queue.push(make_request(rid, user=user))
+    expected = ["a1", "b1", "c1", "a2", "b2", "a3"]
+    assert [r.request_id for r in queue.in_service_order()] == expected
+    assert [queue.pop().request_id for _ in range(6)] == expected
+
+
+def test_slots_bound_running_sequences_and_are_reused_after_finish():
+    scheduler = Scheduler(num_slots=2, context_per_sequence=4096, step_tokens=64)
+    requests = [make_request(f"r{i}", prompt_len=4) for i in range(3)]
+    for request in requests:
+        scheduler.add(request)
+    run_step(scheduler)
+    assert scheduler.num_running == 2 and scheduler.num_waiting == 1
+    assert {r.seq_id for r in requests[:2]} == {0, 1}
+    freed = scheduler.finish(requests[0], RequestStatus.FINISHED_STOP)
+    assert freed == 0 and requests[0].seq_id is None
+    step = run_step(scheduler)
+    assert step.admitted == [requests[2]] and requests[2].seq_id == 0
+
+
+def test_decodes_do_not_starve_prefill():
+    scheduler = Scheduler(num_slots=8, context_per_sequence=4096, step_tokens=8)
+    for i in range(7):
+        scheduler.add(make_request(f"d{i}", prompt_len=1))
+    for _ in range(10):
+        run_step(scheduler)
+    assert scheduler.num_running == 7 and all(not r.in_prefill for r in scheduler.running)
+    late = make_request("late", prompt_len=20)
+    scheduler.add(late)
+    for _ in range(20):
+        run_step(scheduler)
+    assert not late.in_prefill
+
+
+def test_aborting_waiting_and_running_requests_frees_their_places():
+    scheduler = Scheduler(num_slots=1, context_per_sequence=4096, step_tokens=64)
+    running, waiting = make_request("run"), make_request("wait")
+    scheduler.add(running)
+    scheduler.add(waiting)
+    run_step(scheduler)
+    assert scheduler.finish(waiting, RequestStatus.FINISHED_ABORTED) is None
+    assert scheduler.num_waiting == 0
+    assert scheduler.finish(running, RequestStatus.FINISHED_ABORTED) == 0
+    assert not scheduler.has_work() and scheduler.slots.num_free == 1
+
+
+def test_queue_positions_follow_service_order():
+    scheduler = Scheduler(num_slots=1, context_per_sequence=4096, step_tokens=64)
+    for rid, user in [("x", "a"), ("a1", "a"), ("a2", "a"), ("b1", "b")]:
+        scheduler.add(make_request(rid, user=user))
+    run_step(scheduler)  # "x" takes the only slot
+    assert scheduler.queue_positions() == {"a1": 2, "a2": 3, "b1": 1}
+
+
+def test_context_full_is_detected_per_sequence():
+    scheduler = Scheduler(num_slots=1, context_per_sequence=12, step_tokens=64)
+    request = make_request("r", prompt_len=10)
+    scheduler.add(request)
+    run_step(scheduler)
+    assert not scheduler.context_full(request)
+    run_step(scheduler)
+    assert scheduler.context_full(request)
