@@ -1,0 +1,51 @@
+"""The FastAPI application: ``create_app(settings)`` and nothing at import time.
+
+Services are built by the lifespan and kept on ``app.state``, so several apps (tests,
+one per settings) can live in one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from ollm import __version__
+from ollm.api.errors import install_error_handlers
+from ollm.api.openai.routes import router as openai_router
+from ollm.services.completions import CompletionService
+from ollm.services.models import ModelService
+from ollm.settings import Settings
+
+
+def create_app(settings: Settings, *, models: ModelService | None = None) -> FastAPI:
+    """Build the app. ``models`` lets tests inject a registry with a fake backend."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry = models if models is not None else ModelService(settings)
+        app.state.settings = settings
+        app.state.models = registry
+        app.state.completions = CompletionService(registry)
+        try:
+            yield
+        finally:
+            await registry.close()
+
+    app = FastAPI(
+        title="ollm",
+        version=__version__,
+        description="A self-hosted LLM server with an OpenAI-compatible API.",
+        lifespan=lifespan,
+        strict_content_type=False,  # a JSON body without a Content-Type is still JSON
+    )
+    install_error_handlers(app)
+    app.include_router(openai_router)
+
+    @app.get("/health", tags=["system"])
+    async def health() -> dict[str, str]:
+        """Liveness: the server answers."""
+        return {"status": "ok"}
+
+    return app

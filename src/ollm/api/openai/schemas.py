@@ -1,0 +1,435 @@
+"""Request and response bodies of the OpenAI dialect.
+
+Requests forbid unknown fields (a misspelt option is a 400 naming it, never silently
+ignored) but accept every field the official ``openai`` client may send; fields we
+cannot honour are accepted only at their neutral value (``n=1``, ``logprobs=false``,
+``tools`` empty...) and are a 400 "not supported" otherwise. OpenAI's defaults apply
+when a field is left out: temperature 1.0, top_p 1.0, and 16 tokens for legacy
+completions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from ollm.chat.messages import ChatMessage
+from ollm.engine.params import SamplingParams
+
+MAX_STOP_STRINGS = 16
+OPENAI_TEMPERATURE = 1.0
+OPENAI_TOP_P = 1.0
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+
+FinishReason = Literal["stop", "length"]
+
+
+def _not_supported(what: str) -> ValueError:
+    return ValueError(f"{what} is not supported by this server")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StreamOptions(_Strict):
+    """``stream_options``: only ``include_usage`` changes anything here."""
+
+    include_usage: bool | None = False
+    include_obfuscation: bool | None = None  # accepted; there is nothing to obfuscate
+
+
+class _GenerationRequest(_Strict):
+    """Fields chat and legacy completions share, and their mapping to SamplingParams."""
+
+    model: str | None = Field(None, description="Model id; the server's default if omitted.")
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    logit_bias: dict[str, float] | None = None
+    max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate.")
+    n: int | None = Field(None, description="Only 1 is supported.")
+    seed: int | None = Field(None, description="Same seed and parameters, same output.")
+    stop: str | list[str] | None = Field(None, description=f"Up to {MAX_STOP_STRINGS} strings.")
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    user: str | None = None
+    # Extras vLLM and llama.cpp accept.
+    top_k: int | None = Field(None, ge=-1, description="0 or -1 disables top-k.")
+    min_p: float | None = Field(None, ge=0.0, le=1.0)
+    repetition_penalty: float | None = Field(None, gt=0.0, le=10.0)
+    min_tokens: int | None = Field(None, ge=0)
+    ignore_eos: bool | None = False
+
+    @field_validator("n")
+    @classmethod
+    def _only_one_choice(cls, value: int | None) -> int | None:
+        if value not in (None, 1):
+            raise _not_supported("n other than 1")
+        return value
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _no_logit_bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value:
+            raise _not_supported("logit_bias")
+        return value
+
+    @field_validator("stop")
+    @classmethod
+    def _check_stop(cls, value: str | list[str] | None) -> str | list[str] | None:
+        strings = [value] if isinstance(value, str) else value or []
+        if len(strings) > MAX_STOP_STRINGS:
+            raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings are allowed")
+        if any(not s for s in strings):
+            raise ValueError("stop strings must not be empty")
+        return value
+
+    @field_validator("stream_options")
+    @classmethod
+    def _stream_options_need_stream(
+        cls, value: StreamOptions | None, info: ValidationInfo
+    ) -> StreamOptions | None:
+        if value is not None and not info.data.get("stream"):
+            raise ValueError("stream_options is only allowed when stream is true")
+        return value
+
+    @model_validator(mode="after")
+    def _min_within_max(self) -> _GenerationRequest:
+        limit = self.effective_max_tokens
+        if self.min_tokens and limit is not None and self.min_tokens > limit:
+            raise ValueError(f"min_tokens ({self.min_tokens}) must not exceed max_tokens ({limit})")
+        return self
+
+    @property
+    def effective_max_tokens(self) -> int | None:
+        """The generation limit asked for (``None``: until the context is full)."""
+        return self.max_tokens
+
+    @property
+    def include_usage(self) -> bool:
+        """Whether a streamed response ends with a usage chunk."""
+        return bool(self.stream and self.stream_options and self.stream_options.include_usage)
+
+    def sampling_params(self) -> SamplingParams:
+        """The engine's view of this request, with OpenAI's defaults filled in."""
+        stop = [self.stop] if isinstance(self.stop, str) else self.stop or []
+        return SamplingParams(
+            temperature=OPENAI_TEMPERATURE if self.temperature is None else self.temperature,
+            top_p=OPENAI_TOP_P if self.top_p is None else self.top_p,
+            top_k=max(0, self.top_k or 0),
+            min_p=self.min_p or 0.0,
+            repeat_penalty=1.0 if self.repetition_penalty is None else self.repetition_penalty,
+            presence_penalty=self.presence_penalty or 0.0,
+            frequency_penalty=self.frequency_penalty or 0.0,
+            seed=self.seed,
+            max_tokens=self.effective_max_tokens,
+            min_tokens=self.min_tokens or 0,
+            stop=tuple(stop),
+            ignore_eos=bool(self.ignore_eos),
+        )
+
+
+# -- chat completions -------------------------------------------------------------------
+
+
+class ChatMessageIn(_Strict):
+    """One message. Content is a string or a list of ``{"type": "text"}`` parts."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | None = None
+    name: str | None = None
+    tool_call_id: str | None = None
+    # Echoed back by clients that append a previous response message as-is.
+    refusal: str | None = None
+    annotations: list[Any] | None = None
+    tool_calls: list[Any] | None = None
+    function_call: dict[str, Any] | None = None
+    audio: dict[str, Any] | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _join_text_parts(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        texts = []
+        for i, part in enumerate(value):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind != "text":
+                raise ValueError(
+                    f"content part {i} has type {kind!r}; only 'text' parts are supported"
+                )
+            if not isinstance(part.get("text"), str):
+                raise ValueError(f"content part {i} needs a string 'text'")
+            texts.append(part["text"])
+        return "\n".join(texts)
+
+    @field_validator("tool_calls", "function_call", "audio")
+    @classmethod
+    def _no_tool_calls(cls, value: Any, info: ValidationInfo) -> Any:
+        if value:
+            raise _not_supported(f"{info.field_name} in messages")
+        return value
+
+    @model_validator(mode="after")
+    def _content_required(self) -> ChatMessageIn:
+        if self.content is None and self.role != "assistant":
+            raise ValueError(f"a '{self.role}' message needs 'content'")
+        return self
+
+    def to_chat_message(self) -> ChatMessage:
+        """The dialect-neutral message (``developer`` is OpenAI's newer name for system)."""
+        role = "system" if self.role == "developer" else self.role
+        return ChatMessage(role=role, content=self.content or "")
+
+
+class ResponseFormat(_Strict):
+    """Only plain text output is supported."""
+
+    type: str
+    json_schema: dict[str, Any] | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _text_only(cls, value: str) -> str:
+        if value != "text":
+            raise _not_supported(f"response_format type {value!r} (only 'text')")
+        return value
+
+
+class ChatCompletionRequest(_GenerationRequest):
+    """``POST /v1/chat/completions``."""
+
+    messages: list[ChatMessageIn] = Field(..., min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1, description="Alias of max_tokens.")
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[Any] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    functions: list[Any] | None = None
+    function_call: str | dict[str, Any] | None = None
+    # Accepted and ignored: bookkeeping hints with no effect on the output.
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    service_tier: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    # Features of other models; accepted only when empty.
+    modalities: list[str] | None = None
+    prediction: dict[str, Any] | None = None
+    audio: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    web_search_options: dict[str, Any] | None = None
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: bool | None) -> bool | None:
+        if value:
+            raise _not_supported("logprobs")
+        return value
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _no_top_logprobs(cls, value: int | None) -> int | None:
+        if value:
+            raise _not_supported("top_logprobs")
+        return value
+
+    @field_validator("tools", "functions", "store")
+    @classmethod
+    def _empty_only(cls, value: Any, info: ValidationInfo) -> Any:
+        if value:
+            raise _not_supported(info.field_name)
+        return value
+
+    @field_validator("tool_choice", "function_call")
+    @classmethod
+    def _no_tool_choice(cls, value: Any, info: ValidationInfo) -> Any:
+        if value not in (None, "none", "auto"):
+            raise _not_supported(f"{info.field_name} {value!r}")
+        return value
+
+    @field_validator("modalities")
+    @classmethod
+    def _text_modality(cls, value: list[str] | None) -> list[str] | None:
+        if value and value != ["text"]:
+            raise _not_supported("output modalities other than ['text']")
+        return value
+
+    @field_validator("prediction", "audio", "reasoning_effort", "verbosity", "web_search_options")
+    @classmethod
+    def _null_only(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None:
+            raise _not_supported(info.field_name)
+        return value
+
+    @property
+    def effective_max_tokens(self) -> int | None:
+        """``max_completion_tokens`` is the newer name and wins when both are given."""
+        return self.max_completion_tokens or self.max_tokens
+
+    def chat_messages(self) -> list[ChatMessage]:
+        """The conversation in the dialect-neutral form the service takes."""
+        return [message.to_chat_message() for message in self.messages]
+
+
+# -- legacy completions -------------------------------------------------------------------
+
+
+class CompletionRequest(_GenerationRequest):
+    """``POST /v1/completions``: one text prompt."""
+
+    prompt: str
+    max_tokens: int | None = Field(
+        COMPLETIONS_DEFAULT_MAX_TOKENS, ge=1, description="Most tokens to generate (16)."
+    )
+    best_of: int | None = None
+    echo: bool | None = False
+    logprobs: int | None = None
+    suffix: str | None = None
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _one_text_prompt(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        if value and all(isinstance(item, str) for item in value):
+            if len(value) == 1:
+                return value[0]
+            raise _not_supported("more than one prompt per request")
+        if value:
+            raise _not_supported("a prompt of token ids (send text)")
+        raise ValueError("the prompt must not be empty")
+
+    @field_validator("best_of")
+    @classmethod
+    def _one_candidate(cls, value: int | None) -> int | None:
+        if value not in (None, 1):
+            raise _not_supported("best_of other than 1")
+        return value
+
+    @field_validator("echo", "logprobs", "suffix")
+    @classmethod
+    def _falsy_only(cls, value: Any, info: ValidationInfo) -> Any:
+        if value:
+            raise _not_supported(info.field_name)
+        return value
+
+
+# -- responses ----------------------------------------------------------------------------
+
+
+class Usage(BaseModel):
+    """Token counts of one request."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, prompt_tokens: int, completion_tokens: int) -> Usage:
+        return cls(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
+        )
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    logprobs: None = None
+    finish_reason: FinishReason
+
+
+class ChatCompletion(BaseModel):
+    """A non-streamed chat completion."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class ChatDelta(BaseModel):
+    """What a chunk adds to the message; unset fields are left out, as OpenAI does."""
+
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+    @model_serializer
+    def _without_nulls(self) -> dict[str, str]:
+        return {k: v for k, v in (("role", self.role), ("content", self.content)) if v is not None}
+
+
+class ChatChunkChoice(BaseModel):
+    index: int = 0
+    delta: ChatDelta
+    logprobs: None = None
+    finish_reason: FinishReason | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One streamed chat event. The usage chunk has no choices."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    choices: list[ChatChunkChoice]
+    usage: Usage | None = None
+
+
+class CompletionChoice(BaseModel):
+    index: int = 0
+    text: str
+    logprobs: None = None
+    finish_reason: FinishReason | None = None
+
+
+class Completion(BaseModel):
+    """A legacy completion; streamed chunks have the same shape (usage only at the end)."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    system_fingerprint: str | None = None
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+
+
+class ModelCard(BaseModel):
+    """One model in ``GET /v1/models``."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "ollm"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -1,0 +1,182 @@
+"""The OpenAI dialect's serving layer: requests in, generations run, responses out.
+
+Everything that can go wrong because of the request is raised by the service before a
+byte is sent, and so becomes an ordinary error response. Once a stream has started,
+failures become one final error event (see :func:`ollm.api.streaming.sse_stream`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import cast
+
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import Request
+
+from ollm.api.openai import schemas as s
+from ollm.api.streaming import EventStreamResponse, cancel_on_disconnect, outputs, sse_stream
+from ollm.engine.outputs import RequestOutput
+from ollm.errors import EngineError, OllmError, ShuttingDownError
+from ollm.services.completions import CompletionService, Generation
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Collected:
+    """A whole generation, gathered for a non-streamed response."""
+
+    text: str
+    finish_reason: s.FinishReason
+    usage: s.Usage
+
+
+def _failure(output: RequestOutput) -> OllmError:
+    """The error for a generation that ended neither by stop nor by length."""
+    if output.finish_reason == "abort":
+        return ShuttingDownError("the request was stopped because the server is shutting down")
+    log.error("request %s failed in the engine: %s", output.request_id, output.error)
+    return EngineError("the model failed while generating this response; please retry")
+
+
+def _visible(output: RequestOutput) -> bool:
+    """Whether a delta concerns the client; raises for failed generations.
+
+    Queue-position updates are skipped: the OpenAI dialect has no place for them.
+    """
+    if output.finish_reason in ("error", "abort"):
+        raise _failure(output)
+    return bool(output.text) or output.finished
+
+
+def _usage(generation: Generation, output: RequestOutput) -> s.Usage:
+    prompt = output.num_prompt_tokens or generation.num_prompt_tokens
+    return s.Usage.of(prompt, output.num_output_tokens)
+
+
+async def collect(generation: Generation) -> Collected:
+    """Run a generation to its end and gather its text."""
+    parts: list[str] = []
+    last: RequestOutput | None = None
+    async with aclosing(outputs(generation.stream)) as deltas:
+        async for output in deltas:
+            if _visible(output):
+                parts.append(output.text)
+                last = output
+    if last is None or last.finish_reason not in ("stop", "length"):
+        raise EngineError("the generation ended without a finish reason")
+    reason = cast(s.FinishReason, last.finish_reason)
+    return Collected("".join(parts), reason, _usage(generation, last))
+
+
+# -- chat ---------------------------------------------------------------------------------
+
+
+async def chat_completion(
+    body: s.ChatCompletionRequest, service: CompletionService, caller: str, request: Request
+) -> Response:
+    """Serve ``POST /v1/chat/completions``, streamed or not."""
+    generation = await service.chat(
+        model=body.model,
+        messages=body.chat_messages(),
+        params=body.sampling_params(),
+        user=caller,
+    )
+    if body.stream:
+        events = _chat_events(generation, include_usage=body.include_usage)
+        return EventStreamResponse(sse_stream(events))
+    result = await cancel_on_disconnect(request, collect(generation))
+    response = s.ChatCompletion(
+        id=f"chatcmpl-{generation.request_id}",
+        created=generation.created,
+        model=generation.model_id,
+        choices=[
+            s.ChatChoice(
+                message=s.AssistantMessage(content=result.text),
+                finish_reason=result.finish_reason,
+            )
+        ],
+        usage=result.usage,
+    )
+    return JSONResponse(response.model_dump(mode="json"))
+
+
+async def _chat_events(
+    generation: Generation, *, include_usage: bool
+) -> AsyncIterator[s.ChatCompletionChunk]:
+    def chunk(
+        choices: list[s.ChatChunkChoice], usage: s.Usage | None = None
+    ) -> s.ChatCompletionChunk:
+        return s.ChatCompletionChunk(
+            id=f"chatcmpl-{generation.request_id}",
+            created=generation.created,
+            model=generation.model_id,
+            choices=choices,
+            usage=usage,
+        )
+
+    started = False
+    async with aclosing(outputs(generation.stream)) as deltas:
+        async for output in deltas:
+            if not _visible(output):
+                continue
+            if not started:  # OpenAI opens with the role, before any content
+                started = True
+                yield chunk([s.ChatChunkChoice(delta=s.ChatDelta(role="assistant", content=""))])
+            if output.text:
+                yield chunk([s.ChatChunkChoice(delta=s.ChatDelta(content=output.text))])
+            if output.finished:
+                yield chunk(
+                    [s.ChatChunkChoice(delta=s.ChatDelta(), finish_reason=output.finish_reason)]
+                )
+                if include_usage:
+                    yield chunk([], usage=_usage(generation, output))
+
+
+# -- legacy completions -------------------------------------------------------------------
+
+
+async def completion(
+    body: s.CompletionRequest, service: CompletionService, caller: str, request: Request
+) -> Response:
+    """Serve ``POST /v1/completions``, streamed or not."""
+    generation = await service.complete(
+        model=body.model, prompt=body.prompt, params=body.sampling_params(), user=caller
+    )
+    if body.stream:
+        events = _completion_events(generation, include_usage=body.include_usage)
+        return EventStreamResponse(sse_stream(events))
+    result = await cancel_on_disconnect(request, collect(generation))
+    response = s.Completion(
+        id=f"cmpl-{generation.request_id}",
+        created=generation.created,
+        model=generation.model_id,
+        choices=[s.CompletionChoice(text=result.text, finish_reason=result.finish_reason)],
+        usage=result.usage,
+    )
+    return JSONResponse(response.model_dump(mode="json"))
+
+
+async def _completion_events(
+    generation: Generation, *, include_usage: bool
+) -> AsyncIterator[s.Completion]:
+    def chunk(choices: list[s.CompletionChoice], usage: s.Usage | None = None) -> s.Completion:
+        return s.Completion(
+            id=f"cmpl-{generation.request_id}",
+            created=generation.created,
+            model=generation.model_id,
+            choices=choices,
+            usage=usage,
+        )
+
+    async with aclosing(outputs(generation.stream)) as deltas:
+        async for output in deltas:
+            if not _visible(output):
+                continue
+            reason = cast(s.FinishReason | None, output.finish_reason)
+            yield chunk([s.CompletionChoice(text=output.text, finish_reason=reason)])
+            if output.finished and include_usage:
+                yield chunk([], usage=_usage(generation, output))
