@@ -454,3 +454,20 @@ async def test_client_disconnect_aborts_the_generation(tmp_path: Path, stream: b
         # The server keeps serving.
         response = await h.client.post("/v1/completions", json={"prompt": "x", "max_tokens": 3})
         assert response.json()["choices"][0]["text"] == "abc"
+
+
+async def test_waiting_request_sends_no_queue_updates(tmp_path: Path) -> None:
+    async with running_app(tmp_path, max_running=1, reply=slow_reply(0.002)) as h:
+        body = {"messages": HI, "stream": True, "max_tokens": 8}
+        first, second = await asyncio.gather(
+            h.client.post("/v1/chat/completions", json=body),
+            h.client.post("/v1/chat/completions", json=body),
+        )
+        for response in (first, second):
+            chunks = sse_events(response.text)[:-1]
+            assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+            middle, last = chunks[1:-1], chunks[-1]
+            assert all(c["choices"][0]["delta"]["content"] for c in middle)
+            assert last["choices"][0]["finish_reason"] == "length"
+            text = "".join(c["choices"][0]["delta"]["content"] for c in middle)
+            assert text == "abcdefgh"
