@@ -33,13 +33,19 @@ class EngineSettings(BaseSettings):
     context_per_sequence: int = Field(
         4096, ge=256, description="KV cells reserved per sequence (its context window)."
     )
-    step_tokens: int = Field(
-        64,
+    max_step_tokens: int = Field(
+        512,
         ge=16,
+        le=4096,
+        description="Most tokens in one forward pass (prompt prefill when nothing decodes).",
+    )
+    step_target_ms: float = Field(
+        200.0,
+        gt=0,
         description=(
-            "Token budget of one forward pass. Decoding sequences take one token each; "
-            "the rest goes to prompt prefill, so a long prompt is cut into chunks and never "
-            "stalls running streams for longer than one step."
+            "Target duration of one forward pass while streams are decoding: the time "
+            "between their tokens. Long prompts are prefilled in chunks sized to it, so "
+            "they never stall running streams for longer."
         ),
     )
     threads: int = Field(default_factory=_default_threads, ge=1, description="CPU threads.")

@@ -44,7 +44,6 @@ def run_engine(backend, body):
             max_running=SETTINGS.max_running,
             max_waiting=SETTINGS.max_waiting,
             context_per_sequence=backend.context_per_sequence,
-            step_tokens=SETTINGS.step_tokens,
         )
         engine = AsyncEngine(backend, limits, owns_backend=False)
         engine.start()
@@ -85,6 +84,7 @@ def test_batched_requests_match_their_solo_greedy_output(backend):
         return solo, [text for text, _ in together], engine.stats
 
     solo, together, stats = run_engine(backend, body)
+    assert stats.peak_batch_sequences == 4  # all four advanced in one forward pass
     assert all(text.strip() for text in together)
     # Batch shape can change float rounding in llama.cpp; greedy text stays the same here
     # for most prompts. Require a clear majority so a real mix-up of sequences fails.
@@ -119,7 +119,7 @@ def test_max_tokens_and_stop_strings(backend):
         )[0]
         return limited, full
 
-    (limited_text, limited_deltas), full = run_engine(backend, body)
+    (_, limited_deltas), full = run_engine(backend, body)
     assert limited_deltas[-1].finish_reason == "length"
     assert limited_deltas[-1].num_output_tokens == 5
     # Pick a stop string from the real output and check it is cut there.
@@ -156,7 +156,7 @@ def test_closing_a_stream_frees_its_sequence(backend):
         after = await collect(engine.generate(prompt, SamplingParams(temperature=0, max_tokens=4)))
         return running_after, after
 
-    running_after, (text, deltas) = run_engine(backend, body)
+    running_after, (_, deltas) = run_engine(backend, body)
     assert running_after == 0
     assert deltas[-1].num_output_tokens == 4
 

@@ -12,11 +12,9 @@ from ollm.engine.scheduler import Scheduler
 class Harness:
     """An EngineLoop with a FakeBackend, collecting every delta it emits per request."""
 
-    def __init__(self, *, slots: int = 4, context: int = 256, step_tokens: int = 32, **fake):
+    def __init__(self, *, slots: int = 4, context: int = 256, **fake):
         self.backend = FakeBackend(num_sequences=slots, context_per_sequence=context, **fake)
-        scheduler = Scheduler(
-            num_slots=slots, context_per_sequence=context, step_tokens=step_tokens
-        )
+        scheduler = Scheduler(num_slots=slots, context_per_sequence=context)
         self.deltas: dict[str, list[RequestOutput]] = {}
         self.loop = EngineLoop(self.backend, scheduler, self._collect)
 

@@ -1,5 +1,6 @@
 """Scheduler policy: budgets, chunked prefill, fair admission, cancellation."""
 
+from ollm.engine.budget import StepBudget
 from ollm.engine.params import SamplingParams
 from ollm.engine.request import Request, RequestStatus
 from ollm.engine.scheduler import FairQueue, Scheduler
@@ -9,24 +10,24 @@ def make_request(rid: str, prompt_len: int = 10, user: str = "u") -> Request:
     return Request(rid, list(range(1, prompt_len + 1)), SamplingParams(), user=user)
 
 
-def run_step(scheduler: Scheduler, token: int = 7):
+def run_step(scheduler: Scheduler, budget: int = 64, token: int = 7):
     """Schedule one step and pretend the model sampled ``token`` wherever it samples."""
-    step = scheduler.schedule()
+    step = scheduler.schedule(budget)
     for chunk in step.chunks:
         scheduler.record_step(chunk, token if chunk.samples else None)
     return step
 
 
 def test_long_prompt_is_prefilled_in_chunks_while_others_decode():
-    scheduler = Scheduler(num_slots=4, context_per_sequence=4096, step_tokens=32)
+    scheduler = Scheduler(num_slots=4, context_per_sequence=4096)
     short = make_request("short", prompt_len=8)
     scheduler.add(short)
-    run_step(scheduler)  # short prefilled, first token sampled
+    run_step(scheduler, 32)  # short prefilled, first token sampled
     long = make_request("long", prompt_len=100)
     scheduler.add(long)
     seen_long_chunks = []
     for _ in range(10):
-        step = run_step(scheduler)
+        step = run_step(scheduler, 32)
         sizes = {c.request.request_id: c.num_tokens for c in step.chunks}
         # The running stream advances one token in every step of the long prefill.
         assert sizes["short"] == 1
@@ -41,17 +42,17 @@ def test_long_prompt_is_prefilled_in_chunks_while_others_decode():
 
 
 def test_prefill_chunk_samples_only_when_it_reaches_the_last_prompt_token():
-    scheduler = Scheduler(num_slots=1, context_per_sequence=4096, step_tokens=16)
+    scheduler = Scheduler(num_slots=1, context_per_sequence=4096)
     request = make_request("r", prompt_len=40)
     scheduler.add(request)
-    samples = [run_step(scheduler).chunks[0].samples for _ in range(3)]
+    samples = [run_step(scheduler, 16).chunks[0].samples for _ in range(3)]
     assert samples == [False, False, True]
     assert request.output_tokens == [7]
     assert request.num_computed == 40
 
 
 def test_admission_is_round_robin_across_users_not_fifo():
-    scheduler = Scheduler(num_slots=1, context_per_sequence=4096, step_tokens=64)
+    scheduler = Scheduler(num_slots=1, context_per_sequence=4096)
     for i in range(50):
         scheduler.add(make_request(f"greedy-{i}", user="greedy"))
     scheduler.add(make_request("polite-0", user="polite"))
@@ -76,7 +77,7 @@ def test_fair_queue_service_order_interleaves_users():
 
 
 def test_slots_bound_running_sequences_and_are_reused_after_finish():
-    scheduler = Scheduler(num_slots=2, context_per_sequence=4096, step_tokens=64)
+    scheduler = Scheduler(num_slots=2, context_per_sequence=4096)
     requests = [make_request(f"r{i}", prompt_len=4) for i in range(3)]
     for request in requests:
         scheduler.add(request)
@@ -90,21 +91,21 @@ def test_slots_bound_running_sequences_and_are_reused_after_finish():
 
 
 def test_decodes_do_not_starve_prefill():
-    scheduler = Scheduler(num_slots=8, context_per_sequence=4096, step_tokens=8)
+    scheduler = Scheduler(num_slots=8, context_per_sequence=4096, min_prefill_tokens=2)
     for i in range(7):
         scheduler.add(make_request(f"d{i}", prompt_len=1))
     for _ in range(10):
-        run_step(scheduler)
+        run_step(scheduler, 8)
     assert scheduler.num_running == 7 and all(not r.in_prefill for r in scheduler.running)
     late = make_request("late", prompt_len=20)
     scheduler.add(late)
     for _ in range(20):
-        run_step(scheduler)
+        run_step(scheduler, 8)
     assert not late.in_prefill
 
 
 def test_aborting_waiting_and_running_requests_frees_their_places():
-    scheduler = Scheduler(num_slots=1, context_per_sequence=4096, step_tokens=64)
+    scheduler = Scheduler(num_slots=1, context_per_sequence=4096)
     running, waiting = make_request("run"), make_request("wait")
     scheduler.add(running)
     scheduler.add(waiting)
@@ -116,7 +117,7 @@ def test_aborting_waiting_and_running_requests_frees_their_places():
 
 
 def test_queue_positions_follow_service_order():
-    scheduler = Scheduler(num_slots=1, context_per_sequence=4096, step_tokens=64)
+    scheduler = Scheduler(num_slots=1, context_per_sequence=4096)
     for rid, user in [("x", "a"), ("a1", "a"), ("a2", "a"), ("b1", "b")]:
         scheduler.add(make_request(rid, user=user))
     run_step(scheduler)  # "x" takes the only slot
@@ -124,10 +125,38 @@ def test_queue_positions_follow_service_order():
 
 
 def test_context_full_is_detected_per_sequence():
-    scheduler = Scheduler(num_slots=1, context_per_sequence=12, step_tokens=64)
+    scheduler = Scheduler(num_slots=1, context_per_sequence=12)
     request = make_request("r", prompt_len=10)
     scheduler.add(request)
     run_step(scheduler)
     assert not scheduler.context_full(request)
     run_step(scheduler)
     assert scheduler.context_full(request)
+
+
+def test_budget_is_maximal_when_nothing_decodes_and_time_bound_otherwise():
+    budget = StepBudget(target_seconds=0.2, max_tokens=512, min_prefill=8)
+    assert budget.tokens(decoding=0) == 512
+    for _ in range(20):  # the model turns out to cost 10 ms a token in mixed steps
+        budget.observe(num_tokens=40, seconds=0.4, decoding=4)
+    assert 18 <= budget.tokens(decoding=4) <= 22
+    # Idle prefill steps are cheaper per token; they do not loosen the decoding budget.
+    budget.observe(num_tokens=512, seconds=1.0, decoding=0)
+    assert budget.tokens(decoding=4) <= 22
+    # Many decoders still leave room for some prefill.
+    assert budget.tokens(decoding=30) == 38
+
+
+def test_a_time_bound_budget_chunks_a_long_prompt_beside_a_decoding_stream():
+    scheduler = Scheduler(num_slots=2, context_per_sequence=8192)
+    budget = StepBudget(target_seconds=0.2, max_tokens=512, initial_seconds_per_token=0.005)
+    scheduler.add(make_request("stream", prompt_len=10))
+    run_step(scheduler, budget.tokens(decoding=scheduler.num_decoding))
+    long = make_request("long", prompt_len=2000)
+    scheduler.add(long)
+    sizes = []
+    while long.in_prefill:
+        step = run_step(scheduler, budget.tokens(decoding=scheduler.num_decoding))
+        assert any(c.request.request_id == "stream" for c in step.chunks)
+        sizes.append(step.num_tokens)
+    assert max(sizes) <= 40  # 0.2 s at 5 ms a token

@@ -36,6 +36,12 @@ def serve(
     max_running: Annotated[int | None, typer.Option(help="Sequences batched together.")] = None,
     max_waiting: Annotated[int | None, typer.Option(help="Requests allowed to wait.")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for inference.")] = None,
+    context_per_sequence: Annotated[
+        int | None, typer.Option(help="Context window of each sequence, in tokens.")
+    ] = None,
+    step_target_ms: Annotated[
+        float | None, typer.Option(help="Target time between tokens while prefilling.")
+    ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
 ) -> None:
     """Start the HTTP server (OpenAI API under /v1)."""
@@ -49,7 +55,13 @@ def serve(
         home=home,
         default_model=default_model,
         log_level=log_level,
-        engine={"max_running": max_running, "max_waiting": max_waiting, "threads": threads},
+        engine={
+            "max_running": max_running,
+            "max_waiting": max_waiting,
+            "threads": threads,
+            "context_per_sequence": context_per_sequence,
+            "step_target_ms": step_target_ms,
+        },
     )
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -13,6 +13,7 @@ import itertools
 from dataclasses import dataclass
 
 from ollm.backends.base import Backend
+from ollm.engine.budget import StepBudget
 from ollm.engine.loop import EngineLoop, EngineStats
 from ollm.engine.messages import AbortRequest, AddRequest
 from ollm.engine.outputs import RequestOutput
@@ -29,7 +30,8 @@ class EngineLimits:
     max_running: int
     max_waiting: int
     context_per_sequence: int
-    step_tokens: int
+    max_step_tokens: int = 512
+    step_target_seconds: float = 0.2
 
 
 class Mailbox:
@@ -101,11 +103,12 @@ class AsyncEngine:
         self.backend = backend
         self._owns_backend = owns_backend
         scheduler = Scheduler(
-            num_slots=limits.max_running,
-            context_per_sequence=limits.context_per_sequence,
-            step_tokens=limits.step_tokens,
+            num_slots=limits.max_running, context_per_sequence=limits.context_per_sequence
         )
-        self._loop_thread = EngineLoop(backend, scheduler, self._on_outputs)
+        budget = StepBudget(
+            target_seconds=limits.step_target_seconds, max_tokens=limits.max_step_tokens
+        )
+        self._loop_thread = EngineLoop(backend, scheduler, self._on_outputs, budget=budget)
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._mailboxes: dict[str, Mailbox] = {}
         self._ids = itertools.count(1)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ollm.backends.base import Backend, BatchItem, Sampler
+from ollm.engine.budget import StepBudget
 from ollm.engine.detokenizer import Detokenizer
 from ollm.engine.messages import AbortRequest, AddRequest, EngineMessage, Shutdown
 from ollm.engine.outputs import RequestOutput
@@ -47,14 +48,23 @@ class EngineStats:
     prompt_tokens: int = 0
     generated_tokens: int = 0
     last_batch_tokens: int = 0
+    peak_batch_sequences: int = 0
 
 
 class EngineLoop:
     """Runs continuous batching over one backend on a dedicated thread."""
 
-    def __init__(self, backend: Backend, scheduler: Scheduler, emit: Emit) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        scheduler: Scheduler,
+        emit: Emit,
+        *,
+        budget: StepBudget | None = None,
+    ) -> None:
         self.backend = backend
         self.scheduler = scheduler
+        self.budget = budget or StepBudget(target_seconds=0.2, max_tokens=512)
         self.inbox: queue.SimpleQueue[EngineMessage] = queue.SimpleQueue()
         self.stats = EngineStats()
         self._emit = emit
@@ -84,9 +94,13 @@ class EngineLoop:
         """
         if not self._drain_inbox(block=block and not self.scheduler.has_work()):
             return False
-        step = self.scheduler.schedule()
+        decoding = self.scheduler.num_decoding
+        step = self.scheduler.schedule(self.budget.tokens(decoding=decoding))
         if step.chunks:
+            started = time.perf_counter()
             self._step(step)
+            elapsed = time.perf_counter() - started
+            self.budget.observe(num_tokens=step.num_tokens, seconds=elapsed, decoding=decoding)
         self._update_stats()
         return True
 
@@ -135,6 +149,7 @@ class EngineLoop:
             return
         self.stats.steps += 1
         self.stats.last_batch_tokens = step.num_tokens
+        self.stats.peak_batch_sequences = max(self.stats.peak_batch_sequences, len(step.chunks))
         for chunk, token in zip(step.chunks, sampled, strict=True):
             if chunk.start < chunk.request.num_prompt_tokens:
                 self.stats.prompt_tokens += chunk.num_tokens

@@ -99,10 +99,12 @@ class FairQueue:
 class Scheduler:
     """Decides each step's batch and owns the lifecycle of requests inside the engine."""
 
-    def __init__(self, *, num_slots: int, context_per_sequence: int, step_tokens: int) -> None:
+    def __init__(
+        self, *, num_slots: int, context_per_sequence: int, min_prefill_tokens: int = 8
+    ) -> None:
         self.slots = SlotPool(num_slots)
         self.context_per_sequence = context_per_sequence
-        self.step_tokens = step_tokens
+        self.min_prefill_tokens = min_prefill_tokens
         self.waiting = FairQueue()
         self.running: list[Request] = []
 
@@ -121,14 +123,19 @@ class Scheduler:
         request.status = RequestStatus.WAITING
         self.waiting.push(request)
 
-    def schedule(self) -> SchedulerOutput:
-        """Pick this step's chunks: all decodes, then prefill chunks within the budget."""
+    @property
+    def num_decoding(self) -> int:
+        """Running sequences past their prompt: each needs one token per step."""
+        return sum(1 for r in self.running if not r.in_prefill)
+
+    def schedule(self, token_budget: int) -> SchedulerOutput:
+        """Pick this step's chunks: all decodes, then prefill within ``token_budget``."""
         output = SchedulerOutput()
         decoding = [r for r in self.running if not r.in_prefill]
         for request in decoding:
             output.chunks.append(ScheduledChunk(request, request.num_computed, 1, samples=True))
         # Prefill always keeps a share of the step, so many decoders cannot starve it.
-        budget = max(self.step_tokens - len(decoding), self.step_tokens // 4)
+        budget = max(token_budget - len(decoding), self.min_prefill_tokens)
         for request in self.running:
             if budget <= 0:
                 break

@@ -54,27 +54,36 @@ class CompletionService:
                 param="model",
             )
         prompt = loaded.template.render(messages)
-        return self._start(loaded, loaded.tokenize(prompt), params, user)
+        return self._start(loaded, loaded.tokenize(prompt), params, user, param="messages")
 
     async def complete(
         self, *, model: str | None, prompt: str, params: SamplingParams, user: str = ""
     ) -> Generation:
         """Start a plain text completion of ``prompt``."""
         loaded = await self.models.get(model)
-        return self._start(loaded, loaded.tokenize(prompt, special=False), params, user)
+        tokens = loaded.tokenize(prompt, special=False)
+        return self._start(loaded, tokens, params, user, param="prompt")
 
     def _start(
-        self, loaded: LoadedModel, tokens: list[int], params: SamplingParams, user: str
+        self,
+        loaded: LoadedModel,
+        tokens: list[int],
+        params: SamplingParams,
+        user: str,
+        *,
+        param: str,
     ) -> Generation:
         if not tokens:
-            raise InvalidRequestError("the prompt is empty", param="prompt")
-        self._check_fits(loaded, len(tokens), params)
+            raise InvalidRequestError("the prompt is empty", param=param)
+        self._check_fits(loaded, len(tokens), params, param)
         request_id = uuid.uuid4().hex
         stream = loaded.engine.generate(tokens, params, user=user, request_id=request_id)
         return Generation(request_id, loaded.model_id, int(time.time()), len(tokens), stream)
 
     @staticmethod
-    def _check_fits(loaded: LoadedModel, num_prompt: int, params: SamplingParams) -> None:
+    def _check_fits(
+        loaded: LoadedModel, num_prompt: int, params: SamplingParams, param: str
+    ) -> None:
         limit = loaded.engine.limits.context_per_sequence
         wanted = num_prompt + (params.max_tokens or 1)
         if wanted > limit:
@@ -82,7 +91,7 @@ class CompletionService:
                 f"This model's maximum context length is {limit} tokens. However, you requested "
                 f"{wanted} tokens ({num_prompt} in the prompt, {params.max_tokens or 1} for the "
                 "completion). Please reduce the prompt or the completion length.",
-                param="messages",
+                param=param,
                 context_length=limit,
                 prompt_tokens=num_prompt,
             )

@@ -153,7 +153,8 @@ class ModelService:
             max_running=backend.num_sequences,
             max_waiting=engine_settings.max_waiting,
             context_per_sequence=backend.context_per_sequence,
-            step_tokens=engine_settings.step_tokens,
+            max_step_tokens=engine_settings.max_step_tokens,
+            step_target_seconds=engine_settings.step_target_ms / 1000,
         )
         engine = AsyncEngine(backend, limits)
         engine.start()

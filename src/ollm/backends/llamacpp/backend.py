@@ -88,7 +88,7 @@ class LlamaCppBackend:
                 n_seq_max=settings.max_running,
                 n_ctx_seq=n_ctx_seq,
                 # Decodes take one token each, prefill takes the rest of the step budget.
-                n_batch=settings.max_running + settings.step_tokens,
+                n_batch=settings.max_running + settings.max_step_tokens,
                 threads=settings.threads,
             )
             ctx = NativeContext(model, config)
