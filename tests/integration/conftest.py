@@ -105,3 +105,16 @@ def tight_server(ollm_home: Path) -> Iterator[str]:
     }
     with run_server(ollm_home, ollm_home.parent / "tight-server.log", **env) as base_url:
         yield base_url
+
+
+@pytest.fixture(scope="module")
+def one_slot_server(ollm_home: Path) -> Iterator[str]:
+    """A server with one slot and room to wait: admission order is easy to observe."""
+    env = {
+        "OLLM_MAX_RUNNING": "1",
+        "OLLM_MAX_WAITING": "16",
+        "OLLM_CONTEXT_PER_SEQUENCE": "1024",
+        "OLLM_THREADS": "2",
+    }
+    with run_server(ollm_home, ollm_home.parent / "one-slot-server.log", **env) as base_url:
+        yield base_url

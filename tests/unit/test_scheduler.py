@@ -1,5 +1,7 @@
 """Scheduler policy: budgets, chunked prefill, fair admission, cancellation."""
 
+from collections import Counter
+
 from ollm.engine.budget import StepBudget
 from ollm.engine.params import SamplingParams
 from ollm.engine.request import Request, RequestStatus
@@ -72,8 +74,24 @@ def test_fair_queue_service_order_interleaves_users():
     for rid, user in [("a1", "a"), ("a2", "a"), ("a3", "a"), ("b1", "b"), ("c1", "c"), ("b2", "b")]:
         queue.push(make_request(rid, user=user))
     expected = ["a1", "b1", "c1", "a2", "b2", "a3"]
-    assert [r.request_id for r in queue.in_service_order()] == expected
-    assert [queue.pop().request_id for _ in range(6)] == expected
+    assert [r.request_id for r in queue.in_service_order({})] == expected
+    running: Counter[str] = Counter()
+    popped = []
+    for _ in range(6):
+        request = queue.pop(running)
+        running[request.user] += 1
+        popped.append(request.request_id)
+    assert popped == expected
+
+
+def test_a_user_with_nothing_running_goes_before_a_busy_one_whatever_the_arrival():
+    scheduler = Scheduler(num_slots=3, context_per_sequence=4096)
+    for i in range(10):
+        scheduler.add(make_request(f"greedy-{i}", user="greedy"))
+    run_step(scheduler, budget=20)  # two greedy requests admitted (10 tokens each)
+    scheduler.add(make_request("polite", user="polite"))
+    step = run_step(scheduler, budget=64)
+    assert [r.request_id for r in step.admitted] == ["polite"]
 
 
 def test_slots_bound_running_sequences_and_are_reused_after_finish():

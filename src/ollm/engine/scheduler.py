@@ -11,8 +11,8 @@ Plain CPU logic, no threads, no llama.cpp. Each step:
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ollm.engine.request import Request, RequestStatus
@@ -49,10 +49,17 @@ class SchedulerOutput:
 
 
 class FairQueue:
-    """Waiting requests, one FIFO per user, served round-robin across users."""
+    """Waiting requests, one FIFO per user; the next turn goes to the user with the fewest
+    sequences running, then to the one served longest ago, then to the oldest request.
+
+    So a client with fifty requests queued and one running yields to a client that has
+    nothing running, whatever the arrival order.
+    """
 
     def __init__(self) -> None:
-        self._by_user: OrderedDict[str, deque[Request]] = OrderedDict()
+        self._by_user: dict[str, deque[Request]] = {}
+        self._last_served: dict[str, int] = {}
+        self._turns = 0
 
     def __len__(self) -> int:
         return sum(len(queue) for queue in self._by_user.values())
@@ -60,18 +67,23 @@ class FairQueue:
     def push(self, request: Request) -> None:
         self._by_user.setdefault(request.user, deque()).append(request)
 
-    def peek(self) -> Request | None:
-        for queue in self._by_user.values():
-            return queue[0]
-        return None
+    def pop(self, running: Mapping[str, int]) -> Request:
+        """Take the head request of the user whose turn it is (see the class docstring)."""
+        user = min(self._by_user, key=lambda u: self._priority(u, running))
+        return self._take(user)
 
-    def pop(self) -> Request:
-        """The head of the user whose turn it is; that user then goes to the back."""
-        user, queue = next(iter(self._by_user.items()))
+    def _priority(self, user: str, running: Mapping[str, int]) -> tuple[int, int, float]:
+        head = self._by_user[user][0]
+        return running.get(user, 0), self._last_served.get(user, -1), head.arrival
+
+    def _take(self, user: str) -> Request:
+        queue = self._by_user[user]
         request = queue.popleft()
-        del self._by_user[user]
-        if queue:
-            self._by_user[user] = queue
+        self._turns += 1
+        self._last_served[user] = self._turns
+        if not queue:
+            del self._by_user[user]
+            del self._last_served[user]  # a user who comes back later starts afresh
         return request
 
     def remove(self, request_id: str) -> Request | None:
@@ -81,19 +93,24 @@ class FairQueue:
                     queue.remove(request)
                     if not queue:
                         del self._by_user[user]
+                        self._last_served.pop(user, None)
                     return request
         return None
 
-    def in_service_order(self) -> Iterator[Request]:
-        """Waiting requests in the order :meth:`pop` would return them."""
-        queues = [list(queue) for queue in self._by_user.values()]
-        depth = 0
-        while True:
-            row = [queue[depth] for queue in queues if depth < len(queue)]
-            if not row:
-                return
-            yield from row
-            depth += 1
+    def in_service_order(self, running: Mapping[str, int]) -> list[Request]:
+        """Waiting requests in the order :meth:`pop` would return them, assuming each
+        admitted request keeps running."""
+        copy = FairQueue()
+        copy._by_user = {user: deque(queue) for user, queue in self._by_user.items()}
+        copy._last_served = dict(self._last_served)
+        copy._turns = self._turns
+        counts = Counter(running)
+        order = []
+        while copy._by_user:
+            request = copy.pop(counts)
+            counts[request.user] += 1
+            order.append(request)
+        return order
 
 
 class Scheduler:
@@ -142,7 +159,7 @@ class Scheduler:
             if request.in_prefill:
                 budget -= self._prefill_chunk(request, budget, output)
         while budget > 0 and len(self.waiting) and self.slots.can_allocate():
-            request = self.waiting.pop()
+            request = self.waiting.pop(self.running_per_user())
             request.seq_id = self.slots.allocate()
             request.status = RequestStatus.RUNNING
             self.running.append(request)
@@ -179,15 +196,10 @@ class Scheduler:
             self.slots.free(seq_id)
         return seq_id
 
-    def find(self, request_id: str) -> Request | None:
-        for request in self.running:
-            if request.request_id == request_id:
-                return request
-        for request in self.waiting.in_service_order():
-            if request.request_id == request_id:
-                return request
-        return None
+    def running_per_user(self) -> Counter[str]:
+        return Counter(request.user for request in self.running)
 
     def queue_positions(self) -> dict[str, int]:
         """1-based place of each waiting request in the order it will be admitted."""
-        return {r.request_id: i for i, r in enumerate(self.waiting.in_service_order(), 1)}
+        order = self.waiting.in_service_order(self.running_per_user())
+        return {request.request_id: place for place, request in enumerate(order, 1)}
