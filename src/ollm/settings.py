@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,7 +63,12 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="Port to listen on.")
     default_model: str = Field("smollm2:135m", description="Model used when none is named.")
-    log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    preload_default_model: bool = Field(
+        True, description="Load the default model at start-up instead of on first use."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level: debug, info, warning, error."
+    )
     engine: EngineSettings = Field(default_factory=EngineSettings)
 
     @property

@@ -57,9 +57,7 @@ def test_full_queue_is_429_with_retry_after(one_slot_server: str) -> None:
             base_url=one_slot_server, timeout=300, limits=limits
         ) as client:
             tasks = [
-                asyncio.create_task(
-                    client.post("/v1/chat/completions", json=_body(8 if i else 64))
-                )
+                asyncio.create_task(client.post("/v1/chat/completions", json=_body(8 if i else 64)))
                 for i in range(20)
             ]
             return list(await asyncio.gather(*tasks))

@@ -6,6 +6,7 @@ one per settings) can live in one process.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,9 +15,23 @@ from fastapi import FastAPI
 from ollm import __version__
 from ollm.api.errors import install_error_handlers
 from ollm.api.openai.routes import router as openai_router
+from ollm.errors import OllmError
 from ollm.services.completions import CompletionService
 from ollm.services.models import ModelService
 from ollm.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def _preload(models: ModelService, name: str) -> None:
+    """Load the default model before serving, so the first reply does not pay for it.
+
+    A missing or broken default model is logged, not fatal: other models still serve.
+    """
+    try:
+        await models.get(name)
+    except OllmError as exc:
+        log.warning("default model %s not preloaded: %s", name, exc.message)
 
 
 def create_app(settings: Settings, *, models: ModelService | None = None) -> FastAPI:
@@ -28,6 +43,8 @@ def create_app(settings: Settings, *, models: ModelService | None = None) -> Fas
         app.state.settings = settings
         app.state.models = registry
         app.state.completions = CompletionService(registry)
+        if settings.preload_default_model:
+            await _preload(registry, settings.default_model)
         try:
             yield
         finally:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from ollm import __version__
@@ -49,20 +50,26 @@ def serve(
 
     from ollm.api.app import create_app
 
-    settings = load_settings(
-        host=host,
-        port=port,
-        home=home,
-        default_model=default_model,
-        log_level=log_level,
-        engine={
-            "max_running": max_running,
-            "max_waiting": max_waiting,
-            "threads": threads,
-            "context_per_sequence": context_per_sequence,
-            "step_target_ms": step_target_ms,
-        },
-    )
+    try:
+        settings = load_settings(
+            host=host,
+            port=port,
+            home=home,
+            default_model=default_model,
+            log_level=log_level,
+            engine={
+                "max_running": max_running,
+                "max_waiting": max_waiting,
+                "threads": threads,
+                "context_per_sequence": context_per_sequence,
+                "step_target_ms": step_target_ms,
+            },
+        )
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            console.print(f"[red]invalid setting {field}:[/red] {error['msg']}")
+        raise typer.Exit(2) from None
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
