@@ -32,20 +32,21 @@ async def _timed_request(client: httpx.AsyncClient, key: str, max_tokens: int) -
 
 def test_one_client_burst_does_not_starve_another(one_slot_server: str) -> None:
     """Five requests from one key, then one from another: with a single slot, FIFO would
-    serve the second key last; fair admission serves it right after the running one."""
+    serve the second key last; fair admission serves it right after the running one
+    (or the one after, if the first finished before the second client arrived)."""
 
     async def main() -> tuple[list[float], float]:
         async with httpx.AsyncClient(base_url=one_slot_server, timeout=120) as client:
             greedy = [
-                asyncio.create_task(_timed_request(client, "greedy-key", 24)) for _ in range(5)
+                asyncio.create_task(_timed_request(client, "greedy-key", 48)) for _ in range(5)
             ]
-            await asyncio.sleep(0.5)  # the burst is queued before the other client arrives
+            await asyncio.sleep(0.3)  # the burst is queued before the other client arrives
             polite = await _timed_request(client, "polite-key", 24)
             return list(await asyncio.gather(*greedy)), polite
 
     greedy_done, polite_done = asyncio.run(main())
     finished_before_polite = sum(t < polite_done for t in greedy_done)
-    assert finished_before_polite <= 1, f"{finished_before_polite} greedy requests went first"
+    assert finished_before_polite <= 2, f"{finished_before_polite} greedy requests went first"
 
 
 def test_full_queue_is_429_with_retry_after(one_slot_server: str) -> None:
