@@ -190,3 +190,18 @@ def test_seeded_requests_reproduce_inside_a_batch(backend):
     # (llama.cpp's CPU kernels compute each row alone; see the closing note for caveats).
     assert sum(a == b for a, b in zip(solo, together, strict=True)) >= 2
     assert len(set(together)) == 3
+
+
+def test_min_tokens_holds_back_end_of_generation(backend):
+    prompt = chat_prompt(backend, "What is the capital of France?")
+
+    async def body(engine):
+        short = await collect(engine.generate(prompt, SamplingParams(temperature=0, max_tokens=40)))
+        held = await collect(
+            engine.generate(prompt, SamplingParams(temperature=0, min_tokens=20, max_tokens=40))
+        )
+        return short, held
+
+    (_, short), (_, held) = run_engine(backend, body)
+    assert short[-1].finish_reason == "stop" and short[-1].num_output_tokens < 20
+    assert held[-1].num_output_tokens >= 20
