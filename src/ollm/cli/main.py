@@ -1,4 +1,8 @@
-"""The ``ollm`` command line (Typer). ``ollm serve`` runs the server."""
+"""The ``ollm`` command line (Typer). ``ollm serve`` runs the server.
+
+The other commands are HTTP clients of a running server (``OLLM_HOST``): ``run`` in
+``run.py``, the model commands in ``models.py``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from ollm import __version__
+from ollm.cli import models
+from ollm.cli.run import run
 from ollm.settings import load_settings
 
 app = typer.Typer(help="ollm: a self-hosted LLM server.", no_args_is_help=True)
@@ -86,3 +92,13 @@ def serve(
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=5,
     )
+
+
+app.command()(run)
+app.command("list")(models.list_models)
+app.command()(models.ps)
+app.command()(models.show)
+app.command()(models.pull)
+app.command()(models.rm)
+app.command()(models.cp)
+app.command()(models.stop)

@@ -1,0 +1,126 @@
+"""The interactive chat of ``ollm run MODEL``, modelled on ``ollama run``.
+
+``>>>`` reads a message (``\"\"\"`` opens a multi-line block, closed by a line ending in
+``\"\"\"``); replies stream as they arrive; Ctrl+C stops a reply and stays; Ctrl+D or
+``/bye`` leaves. Input and output are injected, so tests can drive it without a terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+from rich.console import Console
+from rich.markup import escape
+
+from ollm.cli.client import ClientError, OllamaClient
+from ollm.cli.session import ChatSession
+from ollm.cli.slash import SlashCommands
+from ollm.cli.stream import Reply, print_stream, stats_lines
+
+PROMPT = ">>> "
+CONTINUATION = "... "
+BLOCK = '"""'
+EXIT_HINT = "Use Ctrl + d or /bye to exit."
+
+
+@dataclass(frozen=True)
+class UserInput:
+    """One logical input; ``block`` when it came from a ``\"\"\"`` block."""
+
+    text: str
+    block: bool = False
+
+    @property
+    def is_command(self) -> bool:
+        """A slash command (a block is a message, unless it is ``/set system \"\"\"...``)."""
+        return self.text.startswith("/") and (not self.block or self.text.startswith("/set "))
+
+
+def read_input(read_line: Callable[[str], str]) -> UserInput:
+    """Read a line, or a whole ``\"\"\"`` block; raises ``EOFError`` / ``KeyboardInterrupt``.
+
+    As in ollama, a block opens with ``\"\"\"`` at the start of a line (or after
+    ``/set system``) and ends at a line that ends with ``\"\"\"``; text on the opening and
+    closing lines belongs to the block.
+    """
+    line = read_line(PROMPT)
+    stripped = line.lstrip()
+    opens = stripped.startswith(BLOCK) or (stripped.startswith("/set system") and BLOCK in line)
+    if not opens:
+        return UserInput(line)
+    head, _, rest = line.partition(BLOCK)
+    if rest.endswith(BLOCK):  # """all on one line"""
+        return UserInput(head + rest[: -len(BLOCK)], block=True)
+    lines = [rest]
+    while True:
+        line = read_line(CONTINUATION)
+        if line.endswith(BLOCK):
+            lines.append(line[: -len(BLOCK)])
+            break
+        lines.append(line)
+    return UserInput(head + "\n".join(lines).strip("\n"), block=True)
+
+
+@dataclass
+class ChatRepl:
+    """The read-eval-print loop: one session, one client, injected input and output."""
+
+    session: ChatSession
+    client: OllamaClient
+    console: Console
+    out: TextIO
+    read_line: Callable[[str], str] = input
+    spinner: Console | None = None
+
+    def run(self) -> None:
+        """Chat until ``/bye`` or Ctrl+D."""
+        commands = SlashCommands(self.session, self.client, self.console)
+        while True:
+            try:
+                entry = read_input(self.read_line)
+            except KeyboardInterrupt:
+                self.out.write("\n")
+                self.console.print(EXIT_HINT)
+                continue
+            except EOFError:
+                self.out.write("\n")
+                return
+            if entry.is_command:
+                if not commands.run(entry.text):
+                    return
+            elif entry.text.strip():
+                self.turn(entry.text)
+
+    def turn(self, text: str) -> None:
+        """Send one message and stream the reply; Ctrl+C stops the reply, not the chat."""
+        session = self.session
+        session.messages.append({"role": "user", "content": text})
+        reply = Reply()
+        try:
+            events = self.client.chat(
+                session.model,
+                session.request_messages(),
+                options=session.options,
+                keep_alive=session.keep_alive,
+                format=session.format,
+            )
+            print_stream(events, self.out, reply=reply, spinner=self.spinner)
+        except KeyboardInterrupt:
+            pass  # stopped by the person: keep what was written (below)
+        except ClientError as exc:
+            session.messages.pop()
+            self.out.write("\n" if reply.text else "")
+            self.console.print(f"[red]Error:[/red] {escape(str(exc))}")
+            return
+        if reply.text:
+            # An interrupted reply is kept too: roles must keep alternating (some chat
+            # templates, Gemma's among them, refuse two user turns in a row).
+            session.messages.append({"role": "assistant", "content": reply.text})
+        else:
+            session.messages.pop()
+        self.out.write("\n\n" if reply.text else "\n")
+        self.out.flush()
+        if session.verbose and reply.final:
+            self.console.print("\n".join(stats_lines(reply.final)) + "\n")

@@ -1,0 +1,75 @@
+"""``ollm run MODEL [PROMPT]``: one answer, or an interactive chat when no prompt is given."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from ollm.cli.client import OllamaClient
+from ollm.cli.common import HostOption, open_client, report_errors, stderr, stdout
+from ollm.cli.repl import ChatRepl
+from ollm.cli.session import ChatSession
+from ollm.cli.stream import print_stream, stats_lines
+
+
+def run(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model name, such as smollm2:135m.")],
+    prompt: Annotated[
+        list[str] | None,
+        typer.Argument(help="Prompt; without one (and nothing piped in), chat interactively."),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Print timings after replies.")
+    ] = False,
+    keepalive: Annotated[
+        str | None, typer.Option(help="How long to keep the model loaded, such as 5m or 0.")
+    ] = None,
+    format: Annotated[str | None, typer.Option("--format", help="Response format (json).")] = None,
+    host: HostOption = None,
+) -> None:
+    """Run a model: answer PROMPT and exit, or chat interactively."""
+    session = ChatSession(model=model, keep_alive=keepalive, format=format, verbose=verbose)
+    words = " ".join(prompt or [])
+    piped = None if sys.stdin.isatty() else sys.stdin.read()
+    with open_client(ctx, host) as client, report_errors():
+        if piped is None and not words:
+            _interactive(client, session)
+        else:
+            text = "\n\n".join(part for part in (piped and piped.strip(), words) if part)
+            _one_shot(client, session, text)
+
+
+def _one_shot(client: OllamaClient, session: ChatSession, text: str) -> None:
+    """Print the streamed answer to ``text`` (or just load the model when it is empty)."""
+    if not text:
+        client.load(session.model, session.keep_alive)
+        return
+    session.messages.append({"role": "user", "content": text})
+    events = client.chat(
+        session.model,
+        session.request_messages(),
+        keep_alive=session.keep_alive,
+        format=session.format,
+    )
+    spinner = stderr() if sys.stdout.isatty() and sys.stderr.isatty() else None
+    reply = print_stream(events, sys.stdout, spinner=spinner)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    if session.verbose and reply.final:
+        stderr().print("\n".join(stats_lines(reply.final)))
+
+
+def _interactive(client: OllamaClient, session: ChatSession) -> None:
+    """Check the model, load it (spinner), then chat until /bye or Ctrl+D."""
+    import readline  # noqa: F401  (line editing and history for input(); terminals only)
+
+    err = stderr()
+    client.show(session.model)  # an unknown model fails here, before the first prompt
+    with err.status("", spinner="dots"):
+        client.load(session.model, session.keep_alive)
+    console = stdout()
+    repl = ChatRepl(session, client, console, sys.stdout, spinner=err if err.is_terminal else None)
+    repl.run()

@@ -1,0 +1,82 @@
+"""Printing a streamed reply as it arrives, and the timing stats of ``--verbose``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import closing, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from rich.console import Console
+
+from ollm.cli.humanize import human_duration
+
+
+@dataclass
+class Reply:
+    """What has arrived so far; filled in place, so an interrupted reply keeps its text."""
+
+    text: str = ""
+    final: dict[str, Any] = field(default_factory=dict)
+
+
+def event_text(event: dict[str, Any]) -> str:
+    """The new text in one event of ``/api/chat`` (``message.content``) or ``/api/generate``."""
+    message = event.get("message")
+    if isinstance(message, dict):
+        return str(message.get("content") or "")
+    return str(event.get("response") or "")
+
+
+def print_stream(
+    events: Iterator[dict[str, Any]],
+    out: TextIO,
+    *,
+    reply: Reply | None = None,
+    spinner: Console | None = None,
+) -> Reply:
+    """Write each piece of text to ``out`` the moment it arrives; return the whole reply.
+
+    ``spinner``: a console (a terminal) to show a spinner on until the first text arrives.
+    However this ends (done, error, Ctrl+C), the stream is closed, which stops the
+    generation on the server.
+    """
+    reply = reply if reply is not None else Reply()
+    status = spinner.status("", spinner="dots") if spinner is not None else nullcontext()
+    with closing(events), status as live:
+        for event in events:
+            text = event_text(event)
+            if text:
+                if live is not None:
+                    live.stop()
+                    live = None
+                reply.text += text
+                out.write(text)
+                out.flush()
+            if event.get("done"):
+                reply.final = event
+    return reply
+
+
+def _rate(count: int | None, duration_ns: int | None) -> str:
+    if not count or not duration_ns:
+        return "n/a"
+    return f"{count / (duration_ns / 1e9):.2f} tokens/s"
+
+
+def stats_lines(final: dict[str, Any]) -> list[str]:
+    """``--verbose`` output: ollama's timing report from a reply's final event."""
+    rows = [
+        ("total duration", human_duration(final.get("total_duration"))),
+        ("load duration", human_duration(final.get("load_duration"))),
+        ("prompt eval count", f"{final.get('prompt_eval_count') or 0} token(s)"),
+        ("prompt eval duration", human_duration(final.get("prompt_eval_duration"))),
+        (
+            "prompt eval rate",
+            _rate(final.get("prompt_eval_count"), final.get("prompt_eval_duration")),
+        ),
+        ("eval count", f"{final.get('eval_count') or 0} token(s)"),
+        ("eval duration", human_duration(final.get("eval_duration"))),
+        ("eval rate", _rate(final.get("eval_count"), final.get("eval_duration"))),
+    ]
+    return [f"{name + ':':<22}{value}" for name, value in rows]
