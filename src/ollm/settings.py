@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -70,11 +70,61 @@ class Settings(BaseSettings):
         "info", description="Log level: debug, info, warning, error."
     )
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    database_url: str | None = Field(
+        None,
+        description=(
+            "SQLAlchemy URL of the chat database: sqlite+aiosqlite:///PATH or "
+            "postgresql+asyncpg://USER:PASSWORD@HOST/DB. Default: SQLite at $OLLM_HOME/ollm.db."
+        ),
+    )
+    auth: bool = Field(
+        False, description="Require a login session or an API key on every endpoint."
+    )
+    allow_signup: bool = Field(
+        True, description="With auth on, let anyone create an account (the first is admin)."
+    )
+    session_ttl_days: int = Field(
+        30, ge=1, le=3650, description="Days a login session stays valid."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_database_url(value)
+
+    @model_validator(mode="after")
+    def _default_database(self) -> Settings:
+        # Filled in here rather than as a default so that it follows OLLM_HOME: after
+        # validation database_url is always the effective URL, never None.
+        if self.database_url is None:
+            self.database_url = f"sqlite+aiosqlite:///{self.home / 'ollm.db'}"
+        return self
 
     @property
     def models_dir(self) -> Path:
         """Where GGUF files live (bundled models are assembled here too)."""
         return self.home / "models"
+
+
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+
+def normalize_database_url(url: str) -> str:
+    """Give a database URL its async driver; refuse databases ollm does not support."""
+    scheme, sep, rest = url.partition("://")
+    driver = _DRIVERS.get(scheme.lower())
+    if not sep or driver is None:
+        raise ValueError(
+            "database_url must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
+            f"(got {scheme or url!r})"
+        )
+    return f"{driver}://{rest}"
 
 
 def load_settings(**overrides: Any) -> Settings:

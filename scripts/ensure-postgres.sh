@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Make sure PostgreSQL's server binaries (initdb, pg_ctl) are installed; print their directory.
+# The store's tests start a throwaway server from them (tests/postgres.py). When they are
+# missing, install Debian's `postgresql` package: directly as root, else through sudo.
+set -euo pipefail
+
+find_bindir() {
+    local dir
+    if [[ -n "${OLLM_TEST_PG_BINDIR:-}" && -x "$OLLM_TEST_PG_BINDIR/initdb" ]]; then
+        echo "$OLLM_TEST_PG_BINDIR"
+        return 0
+    fi
+    # Debian keeps the server binaries out of PATH, one directory per major version.
+    for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k4 -rn); do
+        if [[ -x "$dir/initdb" && -x "$dir/pg_ctl" ]]; then
+            echo "$dir"
+            return 0
+        fi
+    done
+    if command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
+        dirname "$(readlink -f "$(command -v initdb)")"
+        return 0
+    fi
+    return 1
+}
+
+if find_bindir; then
+    exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "ensure-postgres: initdb not found and apt-get is unavailable;" \
+        "install PostgreSQL's server package, or set OLLM_TEST_PG_BINDIR to its bin dir." >&2
+    exit 1
+fi
+if [[ "$(id -u)" -eq 0 ]]; then
+    as_root=()
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    as_root=(sudo -n)
+else
+    echo "ensure-postgres: initdb not found; run as root or with passwordless sudo so the" \
+        "postgresql package can be installed (apt-get install postgresql)," \
+        "or set OLLM_TEST_PG_BINDIR to an existing PostgreSQL bin dir." >&2
+    exit 1
+fi
+
+echo "ensure-postgres: installing Debian's postgresql package" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" apt-get update -qq >&2
+"${as_root[@]}" apt-get install -y -qq --no-install-recommends postgresql >&2
+
+if ! find_bindir; then
+    echo "ensure-postgres: postgresql was installed but initdb is still not found" >&2
+    exit 1
+fi

@@ -1,0 +1,9 @@
+"""Chat history and accounts in SQL: models, schemas, sessions, CRUD, migrations, search.
+
+Only the service layer imports this package; routes go through services.
+"""
+
+from ollm.db.migrate import upgrade_database
+from ollm.db.session import create_engine, create_sessionmaker
+
+__all__ = ["create_engine", "create_sessionmaker", "upgrade_database"]
