@@ -78,3 +78,29 @@ class ShuttingDownError(OllmError):
     status_code = 503
     error_type = "server_error"
     code = "shutting_down"
+
+
+class InvalidModelNameError(InvalidRequestError):
+    """A model name that is not of the form ``[host/][namespace/]name[:tag]`` in safe characters."""
+
+    code = "invalid_model_name"
+
+
+class ModelProtectedError(InvalidRequestError):
+    """The model cannot be deleted or overwritten (it ships with ollm)."""
+
+    code = "model_protected"
+
+
+class PullError(OllmError):
+    """A pull failed upstream: the hub was unreachable, refused, or sent bad data."""
+
+    status_code = 502
+    error_type = "server_error"
+    code = "pull_failed"
+
+
+class DigestMismatchError(PullError):
+    """The downloaded file's sha256 differs from the one the hub announced; it was discarded."""
+
+    code = "digest_mismatch"

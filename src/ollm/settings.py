@@ -8,11 +8,48 @@ are generated from the same descriptions.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_duration(value: float | int | str) -> float:
+    """Seconds from a number of seconds or a Go-style duration (``"5m"``, ``"1h30m"``, ``"-1"``).
+
+    This is how Ollama spells ``keep_alive``: negative means forever, 0 means at once.
+    """
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '5m'")
+    if isinstance(value, int | float):
+        return float(value)
+    text = value.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    sign = -1.0 if text.startswith("-") else 1.0
+    body = text.lstrip("+-")
+    parts = _DURATION_PART.findall(body)
+    if not body or "".join(number + unit for number, unit in parts) != body:
+        raise ValueError(f"invalid duration {value!r}: use seconds or e.g. '30s', '5m', '1h'")
+    return sign * sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+
+
+def parse_byte_size(value: int | str) -> int:
+    """Bytes from an integer or a size with a binary suffix (``"512M"``, ``"8GiB"``, ``"2g"``)."""
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", value.lower())
+    if match is None:
+        raise ValueError(f"invalid size {value!r}: use bytes or e.g. '512M', '8G'")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
 
 
 def _default_threads() -> int:
@@ -66,6 +103,29 @@ class Settings(BaseSettings):
     preload_default_model: bool = Field(
         True, description="Load the default model at start-up instead of on first use."
     )
+    max_loaded_models: int = Field(
+        3, ge=1, le=64, description="Most models kept in memory at once (idle ones unload first)."
+    )
+    memory_budget: int | None = Field(
+        None,
+        ge=0,
+        description=(
+            "Memory loaded models may use, in bytes or with a suffix ('8G'). Estimated per "
+            "model as file size plus KV cache. Default: half the RAM available at start-up."
+        ),
+    )
+    keep_alive: float = Field(
+        300.0,
+        description=(
+            "How long an idle model stays loaded: seconds or a duration ('5m', '1h'); "
+            "0 unloads it as soon as its requests end, negative keeps it forever."
+        ),
+    )
+    hf_endpoint: str | None = Field(
+        None,
+        validation_alias=AliasChoices("hf_endpoint", "OLLM_HF_ENDPOINT", "HF_ENDPOINT"),
+        description="Hugging Face Hub URL for pulls (default https://huggingface.co; HF_ENDPOINT).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level: debug, info, warning, error."
     )
@@ -99,6 +159,16 @@ class Settings(BaseSettings):
         if self.database_url is None:
             self.database_url = f"sqlite+aiosqlite:///{self.home / 'ollm.db'}"
         return self
+
+    @field_validator("keep_alive", mode="before")
+    @classmethod
+    def _keep_alive_duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("memory_budget", mode="before")
+    @classmethod
+    def _memory_size(cls, value: Any) -> int | None:
+        return None if value in (None, "") else parse_byte_size(value)
 
     @property
     def models_dir(self) -> Path:

@@ -3,6 +3,9 @@
 Everything that can fail because of the request fails here, before the route sends a
 byte: unknown model (404), no chat template, prompt longer than the context (400),
 queue full (429).
+
+Each generation holds its model (``ModelService.acquire``) from the start until its
+stream ends, so the model manager never unloads a model under a running stream.
 """
 
 from __future__ import annotations
@@ -13,21 +16,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ollm.chat.messages import ChatMessage
-from ollm.engine.client import RequestStream
 from ollm.engine.params import SamplingParams
 from ollm.errors import ContextLengthExceededError, InvalidRequestError
+from ollm.services.leases import LeasedStream
 from ollm.services.models import LoadedModel, ModelService
 
 
 @dataclass(slots=True)
 class Generation:
-    """A request the engine has accepted; iterate ``stream`` for its deltas."""
+    """A request the engine has accepted; iterate ``stream`` for its deltas.
+
+    The stream holds the model loaded until it finishes or is closed (``aclose()``).
+    ``load_duration`` is the seconds spent waiting for the model to be loaded.
+    """
 
     request_id: str
     model_id: str
     created: int
     num_prompt_tokens: int
-    stream: RequestStream
+    stream: LeasedStream
+    load_duration: float = 0.0
 
 
 class CompletionService:
@@ -43,26 +51,47 @@ class CompletionService:
         messages: Sequence[ChatMessage],
         params: SamplingParams,
         user: str = "",
+        keep_alive: float | None = None,
     ) -> Generation:
-        """Start a chat completion: render with the model's template, then generate."""
+        """Start a chat completion: render with the model's template, then generate.
+
+        ``keep_alive`` (seconds; None: default, 0: unload after, negative: forever) is how
+        long the model stays loaded once idle, as in Ollama.
+        """
         if not messages:
             raise InvalidRequestError("messages must not be empty", param="messages")
-        loaded = await self.models.get(model)
-        if loaded.template is None:
-            raise InvalidRequestError(
-                f"model '{loaded.model_id}' has no chat template; use the completions endpoint",
-                param="model",
-            )
-        prompt = loaded.template.render(messages)
-        return self._start(loaded, loaded.tokenize(prompt), params, user, param="messages")
+        started = time.monotonic()
+        loaded = await self.models.acquire(model, keep_alive=keep_alive)
+        try:
+            if loaded.template is None:
+                raise InvalidRequestError(
+                    f"model '{loaded.model_id}' has no chat template; use the completions endpoint",
+                    param="model",
+                )
+            tokens = loaded.tokenize(loaded.template.render(messages))
+            return self._start(loaded, tokens, params, user, started, param="messages")
+        except BaseException:
+            self.models.release(loaded)
+            raise
 
     async def complete(
-        self, *, model: str | None, prompt: str, params: SamplingParams, user: str = ""
+        self,
+        *,
+        model: str | None,
+        prompt: str,
+        params: SamplingParams,
+        user: str = "",
+        keep_alive: float | None = None,
     ) -> Generation:
-        """Start a plain text completion of ``prompt``."""
-        loaded = await self.models.get(model)
-        tokens = loaded.tokenize(prompt, special=False)
-        return self._start(loaded, tokens, params, user, param="prompt")
+        """Start a plain text completion of ``prompt`` (``keep_alive`` as for :meth:`chat`)."""
+        started = time.monotonic()
+        loaded = await self.models.acquire(model, keep_alive=keep_alive)
+        try:
+            tokens = loaded.tokenize(prompt, special=False)
+            return self._start(loaded, tokens, params, user, started, param="prompt")
+        except BaseException:
+            self.models.release(loaded)
+            raise
 
     def _start(
         self,
@@ -70,15 +99,25 @@ class CompletionService:
         tokens: list[int],
         params: SamplingParams,
         user: str,
+        started: float,
         *,
         param: str,
     ) -> Generation:
+        """Queue the request; its stream releases ``loaded`` when it ends."""
         if not tokens:
             raise InvalidRequestError("the prompt is empty", param=param)
         self._check_fits(loaded, len(tokens), params, param)
         request_id = uuid.uuid4().hex
         stream = loaded.engine.generate(tokens, params, user=user, request_id=request_id)
-        return Generation(request_id, loaded.model_id, int(time.time()), len(tokens), stream)
+        leased = LeasedStream(stream, lambda: self.models.release(loaded))
+        return Generation(
+            request_id,
+            loaded.model_id,
+            int(time.time()),
+            len(tokens),
+            leased,
+            load_duration=time.monotonic() - started,
+        )
 
     @staticmethod
     def _check_fits(

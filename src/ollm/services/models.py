@@ -1,88 +1,92 @@
-"""ModelService: which models exist, and loading them (once) into a running engine.
+"""ModelService: the registry, and which models are in memory, for how long.
 
-The registry today is the bundled models plus any ``*.gguf`` under ``$OLLM_HOME/models``
-(named ``<file stem>:latest``). A model loads on first use; concurrent first requests
-share that one load. Residency limits, keep-alive and pulls come with the model-manager
-work; this module is where they go.
+* Registry (``registry.py``): bundled models, GGUF files in ``$OLLM_HOME/models``, pulled
+  and copied names in its manifest, with metadata read from each file's GGUF header.
+* Residency: a model loads on first use, once however many requests arrive together
+  (they all await the same load). Several stay loaded within ``max_loaded_models`` and
+  ``memory_budget``; to make room, idle models unload least recently used first, and a
+  load that cannot fit waits until a busy model becomes idle. A request holds its model
+  (:meth:`ModelService.acquire` ... :meth:`ModelService.release`) from start until its
+  stream ends, and a held model is never unloaded: a running stream is never cut off.
+* Keep-alive, as in Ollama: each request sets how long its model stays loaded once idle
+  (None: the default, 0: unload when its requests end, negative: forever). A background
+  task unloads models whose time ran out.
+* Pull, copy, delete: ``pull.py`` and the registry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-import re
-from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ollm.backends.base import Backend
 from ollm.chat.template import ChatTemplate
 from ollm.engine.client import AsyncEngine, EngineLimits
-from ollm.errors import ModelLoadError, ModelNotFoundError
+from ollm.errors import ModelLoadError, ShuttingDownError
 from ollm.services import bundled
+from ollm.services.pull import Puller
+from ollm.services.registry import ModelEntry, ModelInfo, Registry
+from ollm.services.residency import (
+    ResidencyLimits,
+    Resident,
+    default_budget,
+    estimate_memory,
+    plan_evictions,
+)
 from ollm.settings import EngineSettings, Settings
+
+__all__ = ["LoadedModel", "Loader", "ModelEntry", "ModelInfo", "ModelService"]
 
 log = logging.getLogger(__name__)
 
 Loader = Callable[[Path, EngineSettings], Backend]
 
 
-@dataclass(frozen=True, slots=True)
-class ModelEntry:
-    """A model that can be loaded: its public id and where its weights are."""
-
-    model_id: str
-    path: Path
-    description: str = ""
-    bundled: bool = False
-
-    @property
-    def created(self) -> int:
-        return int(self.path.stat().st_mtime) if self.path.exists() else 0
-
-    @property
-    def size_bytes(self) -> int:
-        return self.path.stat().st_size if self.path.exists() else 0
-
-
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class LoadedModel:
-    """A model in memory with its engine thread running."""
+    """A model in memory with its engine thread running, and its residency state.
+
+    ``keep_alive`` is in seconds (negative: forever; 0: unload when idle); ``in_flight``
+    counts the requests holding it; ``size_bytes`` is its estimated memory.
+    """
 
     entry: ModelEntry
     backend: Backend
     engine: AsyncEngine
     template: ChatTemplate | None
+    size_bytes: int = 0
+    keep_alive: float = 300.0
+    in_flight: int = 0
+    load_duration: float = 0.0  # seconds the load took
+    idle_since: float = field(default_factory=time.time)
+    last_used: int = 0  # LRU order
 
     @property
     def model_id(self) -> str:
         return self.entry.model_id
+
+    @property
+    def expires_at(self) -> float | None:
+        """Unix time it unloads if nothing uses it until then; None means never.
+
+        While requests run the countdown has not started: it reads "keep_alive from now".
+        """
+        if self.keep_alive < 0:
+            return None
+        start = time.time() if self.in_flight else self.idle_since
+        return start + self.keep_alive
 
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         """Prompt text to tokens, adding BOS unless the text already starts with it."""
         facts = self.backend.facts
         add_bos = facts.add_bos and not (facts.bos_text and text.startswith(facts.bos_text))
         return self.backend.tokenize(text, add_special=add_bos, parse_special=special)
-
-
-def _local_id(path: Path) -> str:
-    name = re.sub(r"[^a-z0-9._-]+", "-", path.stem.lower()).strip("-.") or "model"
-    return f"{name}:latest"
-
-
-def discover_models(settings: Settings) -> list[ModelEntry]:
-    """Bundled models that are installed, then GGUF files under the models directory."""
-    entries: list[ModelEntry] = []
-    for model in bundled.BUNDLED_MODELS:
-        path = bundled.locate(model, settings.models_dir)
-        if path is not None:
-            entries.append(ModelEntry(model.model_id, path, model.description, bundled=True))
-    known = {entry.path.resolve() for entry in entries}
-    if settings.models_dir.is_dir():
-        for path in sorted(settings.models_dir.glob("*.gguf")):
-            if path.resolve() not in known:
-                entries.append(ModelEntry(_local_id(path), path, "local GGUF file"))
-    return entries
 
 
 def default_loader(path: Path, engine: EngineSettings) -> Backend:
@@ -100,45 +104,227 @@ class ModelService:
         *,
         entries: list[ModelEntry] | None = None,
         loader: Loader = default_loader,
+        bundled_models: Sequence[bundled.BundledModel] = bundled.BUNDLED_MODELS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``entries`` replaces the bundled models (tests); ``clock`` drives keep-alive."""
         self.settings = settings
-        self._entries = {e.model_id: e for e in (entries or discover_models(settings))}
+        self.registry = Registry(settings, entries=entries, bundled_models=bundled_models)
+        budget = settings.memory_budget
+        self.limits = ResidencyLimits(
+            max_models=settings.max_loaded_models,
+            budget_bytes=budget if budget is not None else default_budget(),
+        )
         self._loader = loader
+        self._clock = clock
         self._loaded: dict[str, LoadedModel] = {}
         self._loading: dict[str, asyncio.Task[LoadedModel]] = {}
+        self._reserved: dict[str, int] = {}  # loads in progress -> bytes they will take
+        self._freeing: dict[int, int] = {}  # id(LoadedModel) being closed -> bytes
+        self._waiters: list[asyncio.Future[None]] = []
+        self._ticks = itertools.count(1)
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._reaper: asyncio.Task[None] | None = None
+        self._reaper_wake: asyncio.Event | None = None
+        self._closed = False
+        self._puller = Puller(self.registry, endpoint=settings.hf_endpoint)
+
+    # -- registry ------------------------------------------------------------------------
 
     def list_models(self) -> list[ModelEntry]:
-        return list(self._entries.values())
-
-    def loaded_models(self) -> list[LoadedModel]:
-        return list(self._loaded.values())
+        """Every model that can be served (bundled, local files, pulled, copies)."""
+        self._start_background()
+        return list(self.registry.entries().values())
 
     def resolve(self, name: str | None) -> ModelEntry:
-        """The entry for ``name`` (``name:tag``; a bare name means ``:latest`` or a unique tag)."""
-        name = (name or self.settings.default_model).strip()
-        if name in self._entries:
-            return self._entries[name]
-        if ":" not in name:
-            matches = [e for mid, e in self._entries.items() if mid.split(":")[0] == name]
-            if len(matches) == 1:
-                return matches[0]
-        raise ModelNotFoundError(f"model '{name}' not found", param="model")
+        """The entry for ``name`` (None: the default model). 404 :class:`ModelNotFoundError`.
 
-    async def get(self, name: str | None) -> LoadedModel:
-        """The loaded model, loading it first if needed (one load however many callers)."""
+        Names are case-insensitive; a bare name means ``:latest`` or its only tag.
+        """
+        return self.registry.resolve((name or self.settings.default_model).strip())
+
+    def info(self, name: str | None) -> ModelInfo:
+        """Facts from the model's GGUF header: family, parameters, quantization, context,
+        template, license, digest, and the metadata (without tokenizer arrays). 404 if unknown.
+        """
+        return self.registry.info(self.resolve(name))
+
+    # -- residency -----------------------------------------------------------------------
+
+    def loaded_models(self) -> list[LoadedModel]:
+        """Models in memory now, most recently used first."""
+        return sorted(self._loaded.values(), key=lambda m: m.last_used, reverse=True)
+
+    async def get(self, name: str | None, *, keep_alive: float | None = None) -> LoadedModel:
+        """The loaded model, loading it first if needed, and mark it used.
+
+        Does not hold the model: to run requests on its engine use :meth:`acquire`.
+        ``keep_alive`` (seconds; None: the default; 0: unload when idle; negative: never)
+        replaces the model's keep-alive, as a request does in Ollama.
+        """
+        loaded = await self._ensure_loaded(self.resolve(name))
+        self._touch(loaded, keep_alive)
+        return loaded
+
+    async def acquire(self, name: str | None, *, keep_alive: float | None = None) -> LoadedModel:
+        """Like :meth:`get`, and hold the model until :meth:`release`: it will not unload.
+
+        Waits (does not fail) while the model loads or while room is being made for it.
+        """
+        loaded = await self._ensure_loaded(self.resolve(name))
+        loaded.in_flight += 1
+        self._touch(loaded, keep_alive)
+        return loaded
+
+    def release(self, loaded: LoadedModel) -> None:
+        """Give back one hold from :meth:`acquire`. Starts its keep-alive countdown when the
+        last one goes, or unloads it at once if its keep-alive is 0."""
+        if loaded.in_flight <= 0:
+            log.warning("release of %s without a matching acquire", loaded.model_id)
+            return
+        loaded.in_flight -= 1
+        loaded.last_used = next(self._ticks)
+        if loaded.in_flight == 0:
+            loaded.idle_since = self._clock()
+            if loaded.keep_alive == 0 and self._loaded.get(loaded.model_id) is loaded:
+                self._begin_unload(loaded, "keep_alive is 0")
+        self._changed()
+
+    @asynccontextmanager
+    async def hold(
+        self, name: str | None, *, keep_alive: float | None = None
+    ) -> AsyncIterator[LoadedModel]:
+        """``async with models.hold(name) as loaded:`` acquire and release around a block."""
+        loaded = await self.acquire(name, keep_alive=keep_alive)
+        try:
+            yield loaded
+        finally:
+            self.release(loaded)
+
+    async def unload(self, name: str | None) -> bool:
+        """Unload a model now, or when its running requests end (as Ollama's keep_alive 0).
+
+        Returns False if it was not loaded. A later request loads it again.
+        """
         entry = self.resolve(name)
-        if entry.model_id in self._loaded:
-            return self._loaded[entry.model_id]
-        task = self._loading.get(entry.model_id)
-        if task is None:
-            task = asyncio.ensure_future(self._load(entry))
-            self._loading[entry.model_id] = task
-            task.add_done_callback(lambda _t: self._loading.pop(entry.model_id, None))
-        return await asyncio.shield(task)
+        loading = self._loading.get(entry.model_id)
+        if loading is not None:
+            await asyncio.wait([loading])
+        loaded = self._loaded.get(entry.model_id)
+        if loaded is None:
+            return False
+        loaded.keep_alive = 0
+        if loaded.in_flight == 0:
+            await self._begin_unload(loaded, "unload requested")
+        else:
+            log.info("%s unloads when its %d requests end", entry.model_id, loaded.in_flight)
+        return True
+
+    def expire_idle(self, now: float | None = None) -> list[str]:
+        """Unload every idle model whose keep-alive ran out by ``now``; their ids."""
+        now = self._clock() if now is None else now
+        expired = [
+            m
+            for m in self._loaded.values()
+            if m.in_flight == 0 and m.keep_alive >= 0 and m.idle_since + m.keep_alive <= now
+        ]
+        for loaded in expired:
+            self._begin_unload(loaded, "keep-alive expired")
+        return [m.model_id for m in expired]
+
+    # -- pull, copy, delete -------------------------------------------------------------------
+
+    async def pull(self, name: str) -> AsyncIterator[dict[str, object]]:
+        """Start pulling ``hf.co/ORG/REPO[:QUANT]`` or ``ORG/REPO:FILE.gguf``.
+
+        Awaiting it validates the name (400 :class:`InvalidModelNameError`) and finds the
+        file upstream (404 :class:`ModelNotFoundError`, 502 :class:`PullError`), before any
+        byte is streamed. Iterate the result for Ollama-shaped progress events:
+        ``{"status": "pulling manifest"}``, ``{"status": "downloading sha256:<hex>",
+        "digest", "total", "completed"}`` (repeated), ``{"status": "verifying sha256
+        digest"}``, ``{"status": "writing manifest"}``, ``{"status": "success"}``. Errors
+        after that (connection lost for good, :class:`DigestMismatchError`) are raised
+        from the iteration. Downloads resume where an interrupted one stopped.
+        """
+        self._start_background()
+        plan = await self._puller.prepare(name)
+        return self._puller.run(plan)
+
+    async def copy(self, source: str, destination: str) -> None:
+        """Give model ``source`` a second name (no bytes copied). 404 if ``source`` is
+        unknown, 400 if ``destination`` is invalid or a bundled model's name."""
+        entry = self.resolve(source)
+        await asyncio.to_thread(self.registry.copy, entry, destination)
+
+    async def delete(self, name: str) -> None:
+        """Delete a model name, and its file once no other name uses it. Unloads it first
+        (when its running requests end). 400 :class:`ModelProtectedError` for bundled models."""
+        entry = self.resolve(name)
+        self.registry.refuse_protected(entry.model_id, "deleted")
+        await self.unload(entry.model_id)
+        await asyncio.to_thread(self.registry.delete, entry)
+
+    # -- loading -------------------------------------------------------------------------
+
+    async def _ensure_loaded(self, entry: ModelEntry) -> LoadedModel:
+        self._start_background()
+        while True:
+            loaded = self._loaded.get(entry.model_id)
+            if loaded is not None:
+                return loaded
+            task = self._loading.get(entry.model_id)
+            if task is None:
+                task = asyncio.ensure_future(self._load(entry))
+                self._loading[entry.model_id] = task
+                task.add_done_callback(lambda _t: self._loading.pop(entry.model_id, None))
+            loaded = await asyncio.shield(task)
+            if self._loaded.get(entry.model_id) is loaded:
+                return loaded
+            # Unloaded between the load finishing and this caller resuming: load it again.
+
+    def _estimate(self, entry: ModelEntry) -> int:
+        info = self.registry.gguf_info(entry.path)
+        engine = self.settings.engine
+        if info is None:
+            return entry.size_bytes
+        context = min(engine.context_per_sequence, info.context_length or 1 << 30)
+        return estimate_memory(
+            entry.size_bytes, info.kv_bytes_per_cell(), context * engine.max_running
+        )
 
     async def _load(self, entry: ModelEntry) -> LoadedModel:
+        size = await asyncio.to_thread(self._estimate, entry)
+        freeing = await self._reserve(entry.model_id, size)
+        try:
+            if freeing:
+                await asyncio.wait(freeing)
+            return await self._start_engine(entry, size)
+        finally:
+            self._reserved.pop(entry.model_id, None)
+            self._changed()
+
+    async def _reserve(self, model_id: str, size: int) -> list[asyncio.Task[None]]:
+        """Wait until ``size`` bytes fit, unload idle models (LRU) to make room, and reserve
+        the room. Returns the unload tasks still freeing memory."""
+        while True:
+            if self._closed:
+                raise ShuttingDownError("the server is shutting down")
+            residents = [
+                Resident(m.model_id, m.size_bytes, m.in_flight > 0, m.last_used)
+                for m in self._loaded.values()
+            ]
+            pending = [*self._reserved.values(), *self._freeing.values()]
+            victims = plan_evictions(residents, size, self.limits, pending=pending)
+            if victims is not None:
+                self._reserved[model_id] = size  # decided and reserved with no await between
+                return [self._begin_unload(self._loaded[v], "making room") for v in victims]
+            log.info("%s waits for room (%d MiB needed)", model_id, size >> 20)
+            await self._wait_for_change()
+
+    async def _start_engine(self, entry: ModelEntry, size: int) -> LoadedModel:
         engine_settings = self.settings.engine
-        log.info("loading %s from %s", entry.model_id, entry.path)
+        log.info("loading %s from %s (~%d MiB)", entry.model_id, entry.path, size >> 20)
+        started = time.monotonic()
         try:
             backend = await asyncio.to_thread(self._loader, entry.path, engine_settings)
         except Exception as exc:
@@ -158,12 +344,114 @@ class ModelService:
         )
         engine = AsyncEngine(backend, limits)
         engine.start()
-        loaded = LoadedModel(entry, backend, engine, template)
+        loaded = LoadedModel(
+            entry,
+            backend,
+            engine,
+            template,
+            size_bytes=size,
+            keep_alive=self.settings.keep_alive,
+            load_duration=time.monotonic() - started,
+            idle_since=self._clock(),
+            last_used=next(self._ticks),
+        )
         self._loaded[entry.model_id] = loaded
         return loaded
 
+    # -- unloading -----------------------------------------------------------------------
+
+    def _touch(self, loaded: LoadedModel, keep_alive: float | None) -> None:
+        loaded.keep_alive = self.settings.keep_alive if keep_alive is None else keep_alive
+        loaded.last_used = next(self._ticks)
+        if loaded.in_flight == 0:
+            loaded.idle_since = self._clock()
+        self._changed()
+
+    def _begin_unload(self, loaded: LoadedModel, reason: str) -> asyncio.Task[None]:
+        """Forget ``loaded`` now (no new request can get it) and free it in the background."""
+        if self._loaded.get(loaded.model_id) is loaded:
+            del self._loaded[loaded.model_id]
+        log.info("unloading %s (%s)", loaded.model_id, reason)
+        self._freeing[id(loaded)] = loaded.size_bytes
+        task = asyncio.ensure_future(self._free(loaded))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _free(self, loaded: LoadedModel) -> None:
+        try:
+            await loaded.engine.close()
+        except Exception:
+            log.exception("error while unloading %s", loaded.model_id)
+        finally:
+            self._freeing.pop(id(loaded), None)
+            self._changed()
+
+    # -- change notification and the keep-alive task ------------------------------------
+
+    def _changed(self) -> None:
+        """Something that a waiting load or the keep-alive task cares about happened."""
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        if self._reaper_wake is not None:
+            self._reaper_wake.set()
+
+    async def _wait_for_change(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    def _start_background(self) -> None:
+        """Start the keep-alive task and the metadata warm-up, once, on the running loop."""
+        if self._reaper is not None or self._closed:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # called outside the event loop (scripts, sync tests): nothing to start
+        self._reaper_wake = asyncio.Event()
+        self._reaper = asyncio.ensure_future(self._keep_alive_loop())
+        warm = asyncio.ensure_future(asyncio.to_thread(self._warm_up))
+        self._tasks.add(warm)
+        warm.add_done_callback(self._tasks.discard)
+
+    def _warm_up(self) -> None:
+        """Read every model's header and digest once, off the event loop, so listings and
+        ``show`` answer at once later (both are cached on disk or in memory)."""
+        for entry in self.registry.entries().values():
+            if self._closed:
+                return
+            try:
+                self.registry.gguf_info(entry.path)
+                _ = entry.digest
+            except OSError as exc:
+                log.warning("cannot read %s: %s", entry.path, exc)
+
+    async def _keep_alive_loop(self) -> None:
+        assert self._reaper_wake is not None
+        while not self._closed:
+            self.expire_idle()
+            deadlines = [
+                m.idle_since + m.keep_alive
+                for m in self._loaded.values()
+                if m.in_flight == 0 and m.keep_alive >= 0
+            ]
+            timeout = max(0.0, min(deadlines) - self._clock()) if deadlines else None
+            self._reaper_wake.clear()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._reaper_wake.wait(), timeout)
+
     async def close(self) -> None:
         """Stop every engine and free every model."""
-        loaded, self._loaded = list(self._loaded.values()), {}
-        for model in loaded:
-            await model.engine.close()
+        self._closed = True
+        self._changed()
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+        await asyncio.gather(*self._loading.values(), return_exceptions=True)
+        for loaded in list(self._loaded.values()):
+            self._begin_unload(loaded, "shutting down")
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._puller.cancel_all()

@@ -1,0 +1,91 @@
+"""Which models may stay in memory: the count limit, the memory budget, and LRU eviction.
+
+Pure logic, no asyncio: :func:`plan_evictions` decides, :class:`ollm.services.models.ModelService`
+acts. A model's memory is estimated before loading as its file size plus its KV cache
+(layers x cells x (K + V width) x 2 bytes, from the GGUF header): llama.cpp maps the file
+and allocates the whole KV cache up front, so that is what a load costs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_BUDGET_SHARE = 0.5
+MEMINFO = Path("/proc/meminfo")
+
+
+@dataclass(frozen=True, slots=True)
+class Resident:
+    """What the planner needs to know about one loaded model."""
+
+    model_id: str
+    size_bytes: int
+    busy: bool  # requests in flight: never evicted
+    last_used: int  # larger means more recently used
+
+
+@dataclass(frozen=True, slots=True)
+class ResidencyLimits:
+    """At most ``max_models`` models, together within ``budget_bytes``."""
+
+    max_models: int
+    budget_bytes: int
+
+
+def plan_evictions(
+    residents: Sequence[Resident],
+    need_bytes: int,
+    limits: ResidencyLimits,
+    *,
+    pending: Sequence[int] = (),
+) -> list[str] | None:
+    """Idle models to unload, least recently used first, so a model of ``need_bytes`` fits.
+
+    ``pending`` are sizes of loads in progress and of models still being freed: they count
+    against both limits. Returns ``[]`` when it fits already, and None when it cannot fit
+    until a busy model becomes idle (the caller waits). A model larger than the whole
+    budget still loads when nothing else is resident, rather than never.
+    """
+    count = len(residents) + len(pending)
+    used = sum(r.size_bytes for r in residents) + sum(pending)
+
+    def fits() -> bool:
+        return count < limits.max_models and (
+            used + need_bytes <= limits.budget_bytes or count == 0
+        )
+
+    victims: list[str] = []
+    for resident in sorted((r for r in residents if not r.busy), key=lambda r: r.last_used):
+        if fits():
+            break
+        victims.append(resident.model_id)
+        count -= 1
+        used -= resident.size_bytes
+    return victims if fits() else None
+
+
+def estimate_memory(file_size: int, kv_bytes_per_cell: int | None, cells: int) -> int:
+    """Bytes a loaded model takes: its weights plus a KV cache of ``cells`` cells."""
+    return file_size + (kv_bytes_per_cell or 0) * cells
+
+
+def available_memory(meminfo: Path = MEMINFO) -> int | None:
+    """``MemAvailable`` from ``/proc/meminfo`` in bytes (None where there is no such file)."""
+    try:
+        lines = meminfo.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, _, rest = line.partition(":")
+        if key == "MemAvailable":
+            fields = rest.split()
+            return int(fields[0]) * 1024 if fields and fields[0].isdigit() else None
+    return None
+
+
+def default_budget(share: float = DEFAULT_BUDGET_SHARE, *, fallback: int = 8 * 1024**3) -> int:
+    """A share of the memory available now; ``fallback`` where it cannot be read."""
+    available = available_memory()
+    return int(available * share) if available is not None else fallback
