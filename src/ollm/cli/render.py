@@ -125,7 +125,9 @@ def _section(title: str, rows: Iterable[tuple[str, ...]]) -> RenderableType | No
         table.add_column(overflow="fold")
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))
-    return Group(Text(f"  {title}", style="bold"), Padding(table, (0, 0, 0, 4)), Text(""))
+    return Group(
+        Text(f"  {title}", style="bold"), Padding(table, (0, 0, 0, 4), expand=False), Text("")
+    )
 
 
 def model_details(show: dict[str, Any]) -> RenderableType:

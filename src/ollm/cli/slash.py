@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ollm.cli.client import ClientError, OllamaClient
+from ollm.cli.common import print_table
 from ollm.cli.render import model_details, parse_parameters
 from ollm.cli.session import PARAMETERS, ChatSession, ParameterError
 
@@ -138,7 +139,7 @@ class SlashCommands:
             self.console.print(f"[red]Error:[/red] {escape(str(exc))}")
             return
         if what == "info":
-            self.console.print(model_details(details))
+            print_table(self.console, model_details(details))
         elif what == "parameters":
             self.show_parameters(details.get("parameters"))
         else:
