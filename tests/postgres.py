@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,6 +99,20 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         """The SQLAlchemy URL of ``database`` on this server (trust auth on loopback)."""
         return f"postgresql+asyncpg://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+
+    async def create_database(self) -> str:
+        """A new, empty database on this server; returns its URL."""
+        import asyncpg  # the driver the application uses; no extra client needed
+
+        name = f"test_{uuid.uuid4().hex[:16]}"
+        connection = await asyncpg.connect(
+            host="127.0.0.1", port=self.port, user=SUPERUSER, database="postgres"
+        )
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+        return self.url(name)
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         kwargs: dict[str, object] = {}

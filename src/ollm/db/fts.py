@@ -7,14 +7,24 @@ GIN indexes on ``to_tsvector('simple', …)`` of ``messages.content`` and ``chat
 
 Neither dialect stems ('simple' / unicode61): a search term matches words that start with
 it, case-insensitively. User text never reaches the FTS query syntax: it is split into
-words and each becomes a quoted prefix term, all of which must match.
+words, and each word becomes one quoted prefix term, bound as a parameter.
 """
 
 from __future__ import annotations
 
 import re
 
-from sqlalchemy import ColumnElement, false, func, literal_column, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+)
 
 from ollm.db.models import Chat, Message
 
@@ -28,18 +38,9 @@ def search_terms(query: str) -> list[str]:
     return _WORD.findall(query)[:MAX_TERMS]
 
 
-def _sqlite_match(terms: list[str]) -> str:
-    # "word"* is an FTS5 prefix phrase; quoting neutralises keywords such as NOT or OR.
-    return " ".join(f'"{term}"*' for term in terms)
-
-
-def _postgres_tsquery(terms: list[str]) -> str:
-    # \w+ words contain no tsquery operators; :* makes each a prefix match.
-    return " & ".join(f"{term}:*" for term in terms)
-
-
 def chat_matches(dialect_name: str, query: str) -> ColumnElement[bool]:
-    """A condition on ``Chat`` rows: the title or any of its messages match ``query``.
+    """A condition on ``Chat`` rows: every word of ``query`` occurs (as a word prefix) in
+    the title or in some message of the chat, not necessarily the same one.
 
     Combine it with the owner filter; it never widens what a caller may see.
     """
@@ -47,25 +48,36 @@ def chat_matches(dialect_name: str, query: str) -> ColumnElement[bool]:
     if not terms:
         return false()
     if dialect_name == "sqlite":
-        match = _sqlite_match(terms)
-        in_messages = select(Message.chat_id).where(
-            Message.id.in_(
-                select(literal_column("rowid"))
-                .select_from(text("messages_fts"))
-                .where(text("messages_fts MATCH :fts_messages").bindparams(fts_messages=match))
-            )
-        )
-        in_titles = (
-            select(literal_column("chat_id"))
-            .select_from(text("chats_fts"))
-            .where(text("chats_fts MATCH :fts_titles").bindparams(fts_titles=match))
-        )
-        return or_(Chat.id.in_(in_titles), Chat.id.in_(in_messages))
+        return and_(*(_sqlite_term(term) for term in terms))
     if dialect_name == "postgresql":
-        tsquery = func.to_tsquery(literal_column(f"'{TS_CONFIG}'"), _postgres_tsquery(terms))
-        # The expressions must read exactly like the indexed ones for the GIN index to apply.
-        title_vector = func.to_tsvector(literal_column(f"'{TS_CONFIG}'"), Chat.title)
-        content_vector = func.to_tsvector(literal_column(f"'{TS_CONFIG}'"), Message.content)
-        in_messages = select(Message.chat_id).where(content_vector.bool_op("@@")(tsquery))
-        return or_(title_vector.bool_op("@@")(tsquery), Chat.id.in_(in_messages))
+        return and_(*(_postgres_term(term) for term in terms))
     raise ValueError(f"full-text search is not available on {dialect_name}")
+
+
+def _sqlite_term(term: str) -> ColumnElement[bool]:
+    # "word"* is an FTS5 prefix phrase; quoting neutralises keywords such as NOT or OR.
+    match = bindparam(None, f'"{term}"*', unique=True)
+    in_messages = select(Message.chat_id).where(
+        Message.id.in_(
+            select(literal_column("rowid"))
+            .select_from(text("messages_fts"))
+            .where(literal_column("messages_fts").op("MATCH")(match))
+        )
+    )
+    in_titles = (
+        select(literal_column("chat_id"))
+        .select_from(text("chats_fts"))
+        .where(literal_column("chats_fts").op("MATCH")(match))
+    )
+    return or_(Chat.id.in_(in_titles), Chat.id.in_(in_messages))
+
+
+def _postgres_term(term: str) -> ColumnElement[bool]:
+    # A \w+ word holds no tsquery operator; :* makes it a prefix match.
+    config = literal_column(f"'{TS_CONFIG}'")
+    tsquery = func.to_tsquery(config, bindparam(None, f"{term}:*", unique=True))
+    # These must read exactly like the indexed expressions for the GIN indexes to apply.
+    title_vector = func.to_tsvector(config, Chat.title)
+    content_vector = func.to_tsvector(config, Message.content)
+    in_messages = select(Message.chat_id).where(content_vector.bool_op("@@")(tsquery))
+    return or_(title_vector.bool_op("@@")(tsquery), Chat.id.in_(in_messages))

@@ -17,6 +17,7 @@ from sqlalchemy import (
     JSON,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -210,6 +211,6 @@ class Message(Base):
     )
     prompt_tokens: Mapped[int | None]
     completion_tokens: Mapped[int | None]
-    ttft_ms: Mapped[float | None]
-    tokens_per_second: Mapped[float | None]
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    tokens_per_second: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -185,8 +185,11 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Drop everything the upgrade created."""
     if op.get_bind().dialect.name == "sqlite":
-        for name in ("messages_fts", "chats_fts"):
-            op.execute(f"DROP TABLE IF EXISTS {name}")
+        # Triggers first: dropping a table deletes its rows, which would fire them.
+        for table in ("messages", "chats"):
+            for event in ("insert", "delete", "update"):
+                op.execute(f"DROP TRIGGER IF EXISTS {table}_fts_{event}")
+            op.execute(f"DROP TABLE IF EXISTS {table}_fts")
     else:
         op.drop_constraint("fk_chats_active_leaf_id_messages", "chats", type_="foreignkey")
     for table in ("messages", "chats", "sessions", "api_keys", "users"):
