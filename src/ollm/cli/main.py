@@ -16,11 +16,13 @@ from rich.console import Console
 
 from ollm import __version__
 from ollm.cli import models
+from ollm.cli.admin import register_admin_commands
 from ollm.cli.run import run
 from ollm.settings import load_settings
 
 app = typer.Typer(help="ollm: a self-hosted LLM server.", no_args_is_help=True)
 console = Console(stderr=True)
+register_admin_commands(app)
 
 
 @app.callback()
