@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from ollm import __version__
 from ollm.api.errors import install_error_handlers
+from ollm.api.ollama.routes import router as ollama_router
 from ollm.api.openai.routes import router as openai_router
 from ollm.errors import OllmError
 from ollm.services.completions import CompletionService
@@ -59,6 +60,7 @@ def create_app(settings: Settings, *, models: ModelService | None = None) -> Fas
     )
     install_error_handlers(app)
     app.include_router(openai_router)
+    app.include_router(ollama_router)
 
     @app.get("/health", tags=["system"])
     async def health() -> dict[str, str]:

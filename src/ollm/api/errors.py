@@ -1,4 +1,6 @@
-"""Exception handlers: every failure leaves as ``{"error": {message, type, param, code}}``.
+"""Exception handlers: every failure leaves as ``{"error": {message, type, param, code}}``,
+except under the Ollama dialect's ``/api/`` (not ``/api/v1/``), where it is Ollama's
+``{"error": "message"}`` with the same status codes.
 
 Errors are mapped by type, never by matching message text. ``OllmError`` subclasses carry
 their own status and code; validation errors and malformed JSON become a 400 that names
@@ -34,6 +36,23 @@ def error_body(
 ) -> dict[str, Any]:
     """The OpenAI error envelope."""
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def ollama_error_body(message: str) -> dict[str, Any]:
+    """The Ollama error envelope."""
+    return {"error": message}
+
+
+def is_ollama_path(path: str) -> bool:
+    """Whether ``path`` belongs to the Ollama dialect (``/api/...`` but not ``/api/v1/...``)."""
+    return path.startswith("/api/") and not path.startswith("/api/v1/")
+
+
+def _shaped(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` (an OpenAI envelope) in the shape the request's dialect expects."""
+    if is_ollama_path(request.url.path):
+        return ollama_error_body(body["error"]["message"])
+    return body
 
 
 def ollm_error_body(exc: OllmError) -> dict[str, Any]:
@@ -92,17 +111,18 @@ def validation_error_body(errors: Sequence[Any]) -> dict[str, Any]:
     return error_body(message, param=described[0][1])
 
 
-async def _handle_ollm_error(_request: Request, exc: OllmError) -> JSONResponse:
+async def _handle_ollm_error(request: Request, exc: OllmError) -> JSONResponse:
     headers = None
     if isinstance(exc, QueueFullError):
         headers = {"Retry-After": str(exc.retry_after)}
     if exc.status_code >= 500:
         log.error("%s: %s", type(exc).__name__, exc.message)
-    return JSONResponse(ollm_error_body(exc), status_code=exc.status_code, headers=headers)
+    body = _shaped(request, ollm_error_body(exc))
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
-async def _handle_validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-    return JSONResponse(validation_error_body(exc.errors()), status_code=400)
+async def _handle_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return JSONResponse(_shaped(request, validation_error_body(exc.errors())), status_code=400)
 
 
 async def _handle_http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -116,7 +136,7 @@ async def _handle_http_exception(request: Request, exc: StarletteHTTPException) 
         message = str(exc.detail)
         error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
     return JSONResponse(
-        error_body(message, error_type=error_type),
+        _shaped(request, error_body(message, error_type=error_type)),
         status_code=exc.status_code,
         headers=exc.headers,
     )
@@ -131,12 +151,10 @@ async def _handle_client_disconnect(request: Request, _exc: ClientDisconnect) ->
 
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse(
-        error_body(
-            "The server had an error while processing your request.", error_type="server_error"
-        ),
-        status_code=500,
+    body = error_body(
+        "The server had an error while processing your request.", error_type="server_error"
     )
+    return JSONResponse(_shaped(request, body), status_code=500)
 
 
 def install_error_handlers(app: FastAPI) -> None:

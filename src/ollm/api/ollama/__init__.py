@@ -1,0 +1,1 @@
+"""The Ollama-compatible API under ``/api``: schemas, serving layer, routes."""

@@ -1,0 +1,92 @@
+"""Ollama-compatible routes under ``/api``. Thin: parse, call the serving layer, return.
+
+``GET /`` and ``HEAD /`` answer "Ollama is running", the text Ollama's clients probe for.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse, Response
+
+from ollm import __version__
+from ollm.api.deps import CallerDep, CompletionsDep, ModelsDep
+from ollm.api.ollama import catalog, serving
+from ollm.api.ollama import schemas as s
+
+router = APIRouter(tags=["ollama"])
+
+RUNNING = "Ollama is running"
+
+_NDJSON = {"content": {"application/x-ndjson": {}}, "description": "NDJSON unless stream=false"}
+
+
+@router.api_route("/", methods=["GET", "HEAD"], response_class=PlainTextResponse)
+async def probe() -> str:
+    """What Ollama answers at its root; clients use it to check the server is up."""
+    return RUNNING
+
+
+@router.post("/api/chat", response_model=None, responses={200: _NDJSON})
+async def chat(
+    body: s.ChatRequest,
+    request: Request,
+    completions: CompletionsDep,
+    models: ModelsDep,
+    caller: CallerDep,
+) -> Response:
+    """Chat; streamed as NDJSON unless ``stream`` is false."""
+    return await serving.chat(body, completions, models, caller, request)
+
+
+@router.post("/api/generate", response_model=None, responses={200: _NDJSON})
+async def generate(
+    body: s.GenerateRequest,
+    request: Request,
+    completions: CompletionsDep,
+    models: ModelsDep,
+    caller: CallerDep,
+) -> Response:
+    """Complete a prompt; streamed as NDJSON unless ``stream`` is false."""
+    return await serving.generate(body, completions, models, caller, request)
+
+
+@router.get("/api/tags", response_model_exclude_none=True)
+async def tags(models: ModelsDep) -> s.ModelList:
+    """The models this server can serve."""
+    return catalog.list_models(models)
+
+
+@router.post("/api/show", response_model_exclude_none=True)
+async def show(body: s.ShowRequest, models: ModelsDep) -> s.ShowResponse:
+    """Details, metadata, template and license of one model."""
+    return catalog.show(models, body.model_name or "")
+
+
+@router.get("/api/ps", response_model_exclude_none=True)
+async def ps(models: ModelsDep) -> s.RunningList:
+    """The models loaded in memory now."""
+    return catalog.running(models)
+
+
+@router.post("/api/pull", response_model=None, responses={200: _NDJSON})
+async def pull(body: s.PullRequest, request: Request, models: ModelsDep) -> Response:
+    """Download a model; progress as NDJSON unless ``stream`` is false."""
+    return await catalog.pull(models, body, request)
+
+
+@router.delete("/api/delete", response_model=None)
+async def delete(body: s.DeleteRequest, models: ModelsDep) -> Response:
+    """Remove a model (bundled ones cannot be removed)."""
+    return await catalog.delete(models, body.model_name or "")
+
+
+@router.post("/api/copy", response_model=None)
+async def copy(body: s.CopyRequest, models: ModelsDep) -> Response:
+    """Make a model available under a second name."""
+    return await catalog.copy(models, body)
+
+
+@router.get("/api/version")
+async def version() -> s.Version:
+    """The server's version."""
+    return s.Version(version=__version__)

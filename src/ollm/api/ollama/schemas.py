@@ -1,0 +1,428 @@
+"""Request and response bodies of the Ollama dialect.
+
+Ollama's rules, not OpenAI's: unknown fields and unknown ``options`` are ignored with a
+warning in the log (as Ollama does), but a known field of the wrong type is a 400.
+Features this server cannot honour (``format``, images, tools, thinking, logprobs,
+``suffix``, ``template``) are accepted only at their empty value and are a 400 "not
+supported" otherwise. Ollama's sampling defaults apply when an option is left out:
+temperature 0.8, top_k 40, top_p 0.9, repeat_penalty 1.1 over the last 64 tokens, and
+no token limit. Responses stream by default.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from ollm.chat.messages import ChatMessage
+from ollm.engine.params import SamplingParams
+from ollm.settings import parse_duration
+
+log = logging.getLogger(__name__)
+
+OLLAMA_TEMPERATURE = 0.8
+OLLAMA_TOP_K = 40
+OLLAMA_TOP_P = 0.9
+OLLAMA_REPEAT_PENALTY = 1.1
+OLLAMA_REPEAT_LAST_N = 64
+MAX_STOP_STRINGS = 16
+
+DoneReason = Literal["stop", "length", "load", "unload"]
+
+
+def _not_supported(what: str) -> ValueError:
+    return ValueError(f"{what} is not supported by this server yet")
+
+
+class _Lenient(BaseModel):
+    """Ignores unknown fields like Ollama, but says so in the log."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _warn_unknown(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(str(key) for key in data if key not in cls.model_fields)
+            if unknown:
+                log.warning("%s: ignoring unknown fields %s", cls.__name__, ", ".join(unknown))
+        return data
+
+
+# -- options ------------------------------------------------------------------------------
+
+
+class Options(_Lenient):
+    """``options``: the sampling ones are honoured; load-time ones are accepted and ignored
+    (the server, not the request, decides how a model is loaded)."""
+
+    num_predict: int | None = Field(
+        None, ge=-2, description="Most tokens to generate; -1 unlimited, -2 fill the context."
+    )
+    num_ctx: int | None = Field(
+        None, ge=0, description="Accepted; the server's per-sequence context applies."
+    )
+    temperature: float | None = Field(None, ge=0.0)
+    top_k: int | None = Field(None, description="0 or less disables top-k.")
+    top_p: float | None = Field(None, ge=0.0, le=1.0)
+    min_p: float | None = Field(None, ge=0.0, le=1.0)
+    seed: int | None = Field(None, description="A negative seed means a random one.")
+    stop: list[str] | None = Field(None, description=f"Up to {MAX_STOP_STRINGS} strings.")
+    repeat_penalty: float | None = Field(None, ge=0.0, le=10.0, description="0 or 1 is off.")
+    repeat_last_n: int | None = Field(
+        None, ge=-1, description="Tokens the penalties look back on; -1 the whole context."
+    )
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    # Accepted and ignored: samplers the engine lacks and load-time settings.
+    num_keep: int | None = None
+    typical_p: float | None = None
+    tfs_z: float | None = None
+    mirostat: int | None = None
+    mirostat_tau: float | None = None
+    mirostat_eta: float | None = None
+    penalize_newline: bool | None = None
+    numa: bool | None = None
+    num_batch: int | None = None
+    num_gpu: int | None = None
+    main_gpu: int | None = None
+    low_vram: bool | None = None
+    f16_kv: bool | None = None
+    logits_all: bool | None = None
+    vocab_only: bool | None = None
+    use_mmap: bool | None = None
+    use_mlock: bool | None = None
+    embedding_only: bool | None = None
+    num_thread: int | None = None
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop_string(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("stop")
+    @classmethod
+    def _check_stop(cls, value: list[str] | None) -> list[str] | None:
+        if value and len(value) > MAX_STOP_STRINGS:
+            raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings are allowed")
+        return [s for s in value if s] if value is not None else None
+
+    def sampling_params(self, *, context_length: int) -> SamplingParams:
+        """The engine's view of these options, with Ollama's defaults filled in.
+
+        ``context_length`` is what ``repeat_last_n = -1`` ("the whole context") means.
+        """
+        predict = self.num_predict
+        last_n = OLLAMA_REPEAT_LAST_N if self.repeat_last_n is None else self.repeat_last_n
+        penalty = OLLAMA_REPEAT_PENALTY if self.repeat_penalty is None else self.repeat_penalty
+        return SamplingParams(
+            temperature=OLLAMA_TEMPERATURE if self.temperature is None else self.temperature,
+            top_p=OLLAMA_TOP_P if self.top_p is None else self.top_p,
+            top_k=max(0, OLLAMA_TOP_K if self.top_k is None else self.top_k),
+            min_p=self.min_p or 0.0,
+            repeat_penalty=penalty or 1.0,  # 0 would divide by zero in the sampler
+            presence_penalty=self.presence_penalty or 0.0,
+            frequency_penalty=self.frequency_penalty or 0.0,
+            penalty_last_n=context_length if last_n < 0 else last_n,
+            seed=self.seed if self.seed is not None and self.seed >= 0 else None,
+            max_tokens=predict if predict is not None and predict > 0 else None,
+            stop=tuple(self.stop or ()),
+        )
+
+
+# -- requests -----------------------------------------------------------------------------
+
+
+class _ModelRequest(_Lenient):
+    """``model``, or ``name`` as older clients call it."""
+
+    model: str | None = Field(None, description="Model name, e.g. 'smollm2:135m'.")
+    name: str | None = Field(None, description="Older spelling of 'model'.")
+
+    @property
+    def model_name(self) -> str | None:
+        return self.model or self.name or None
+
+
+class _NamedModelRequest(_ModelRequest):
+    """A request about one model, which must be named."""
+
+    @model_validator(mode="after")
+    def _model_required(self) -> _NamedModelRequest:
+        if not self.model_name:
+            raise ValueError("model is required")
+        return self
+
+
+class _GenerationRequest(_ModelRequest):
+    """What ``/api/chat`` and ``/api/generate`` share. The server's default model serves
+    a request that names none."""
+
+    stream: bool = Field(True, description="NDJSON chunks (the default) or one object.")
+    options: Options = Field(default_factory=Options)
+    keep_alive: float | None = Field(
+        None, description="Seconds or a duration ('5m'); 0 unloads after, negative never."
+    )
+    format: str | dict[str, Any] | None = None
+    think: bool | str | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+
+    @field_validator("stream", mode="before")
+    @classmethod
+    def _null_stream_is_default(cls, value: Any) -> Any:
+        return True if value is None else value
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _null_options(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("keep_alive", mode="before")
+    @classmethod
+    def _parse_keep_alive(cls, value: Any) -> float | None:
+        """Seconds, as Ollama reads it: a number or a Go duration ("5m", "1h30m")."""
+        if value is None:
+            return None
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ValueError("keep_alive must be a duration string or a number of seconds")
+        seconds = parse_duration(value)
+        if math.isnan(seconds):
+            raise ValueError("keep_alive must be a number of seconds or a duration")
+        return seconds
+
+    @field_validator("format")
+    @classmethod
+    def _no_format(cls, value: Any) -> Any:
+        if value not in (None, ""):
+            raise _not_supported("format (structured or JSON output)")
+        return value
+
+    @field_validator("think", "logprobs", "top_logprobs")
+    @classmethod
+    def _off_only(cls, value: Any, info: ValidationInfo) -> Any:
+        if value:
+            raise _not_supported(info.field_name)
+        return value
+
+
+class Message(_Lenient):
+    """One chat message. Images and tool calls are refused; ``thinking`` is ignored."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = ""
+    images: list[Any] | None = None
+    tool_calls: list[Any] | None = None
+    thinking: str | None = None
+    tool_name: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _null_content(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+    @field_validator("images", "tool_calls")
+    @classmethod
+    def _empty_only(cls, value: Any, info: ValidationInfo) -> Any:
+        if value:
+            raise _not_supported(f"{info.field_name} in messages")
+        return value
+
+    def to_chat_message(self) -> ChatMessage:
+        return ChatMessage(role=self.role, content=self.content)
+
+
+class ChatRequest(_GenerationRequest):
+    """``POST /api/chat``. No messages: just load (or with ``keep_alive: 0``, unload)."""
+
+    messages: list[Message] = Field(default_factory=list)
+    tools: list[Any] | None = None
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _null_messages(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @field_validator("tools")
+    @classmethod
+    def _no_tools(cls, value: list[Any] | None) -> list[Any] | None:
+        if value:
+            raise _not_supported("tools")
+        return value
+
+    def chat_messages(self) -> list[ChatMessage]:
+        return [message.to_chat_message() for message in self.messages]
+
+
+class GenerateRequest(_GenerationRequest):
+    """``POST /api/generate``. An empty prompt just loads (or unloads) the model.
+
+    ``raw`` sends the prompt as it is; otherwise it is the user turn of the model's chat
+    template, after ``system``. ``context`` (token ids of an earlier exchange, deprecated
+    in Ollama) is accepted and ignored.
+    """
+
+    prompt: str = ""
+    system: str | None = None
+    raw: bool = False
+    suffix: str | None = None
+    template: str | None = None
+    context: list[int] | None = None
+    images: list[Any] | None = None
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _null_prompt(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+    @field_validator("raw", mode="before")
+    @classmethod
+    def _null_raw(cls, value: Any) -> Any:
+        return False if value is None else value
+
+    @field_validator("suffix", "template", "images")
+    @classmethod
+    def _empty_only(cls, value: Any, info: ValidationInfo) -> Any:
+        if value:
+            raise _not_supported(info.field_name)
+        return value
+
+
+class ShowRequest(_NamedModelRequest):
+    """``POST /api/show``."""
+
+    verbose: bool | None = None
+
+
+class DeleteRequest(_NamedModelRequest):
+    """``DELETE /api/delete``."""
+
+
+class PullRequest(_NamedModelRequest):
+    """``POST /api/pull``: progress as NDJSON unless ``stream`` is false."""
+
+    stream: bool = True
+    insecure: bool | None = None
+
+    @field_validator("stream", mode="before")
+    @classmethod
+    def _null_stream_is_default(cls, value: Any) -> Any:
+        return True if value is None else value
+
+
+class CopyRequest(_Lenient):
+    """``POST /api/copy``."""
+
+    source: str = Field(..., min_length=1)
+    destination: str = Field(..., min_length=1)
+
+
+# -- responses ----------------------------------------------------------------------------
+
+
+class _Response(BaseModel):
+    """Responses leave out fields that are None, as Ollama does."""
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class ModelDetails(_Response):
+    parent_model: str = ""
+    format: str
+    family: str
+    families: list[str] | None = None
+    parameter_size: str
+    quantization_level: str
+
+
+class ListedModel(_Response):
+    """One model in ``GET /api/tags``."""
+
+    name: str
+    model: str
+    modified_at: str
+    size: int
+    digest: str
+    details: ModelDetails
+
+
+class ModelList(_Response):
+    models: list[ListedModel]
+
+
+class ShowResponse(_Response):
+    """``POST /api/show``."""
+
+    modelfile: str
+    parameters: str | None = None
+    template: str | None = None
+    license: str | None = None
+    details: ModelDetails
+    model_info: dict[str, Any]
+    capabilities: list[str]
+    modified_at: str
+
+
+class RunningModel(_Response):
+    """One model in ``GET /api/ps``. Everything runs on the CPU, so ``size_vram`` is 0."""
+
+    name: str
+    model: str
+    size: int
+    digest: str
+    details: ModelDetails
+    expires_at: str | None = None
+    size_vram: int = 0
+    context_length: int | None = None
+
+
+class RunningList(_Response):
+    models: list[RunningModel]
+
+
+class Version(_Response):
+    version: str
+
+
+class Stats(_Response):
+    """Counts and durations (nanoseconds) on the final chunk."""
+
+    total_duration: int | None = None
+    load_duration: int | None = None
+    prompt_eval_count: int | None = None
+    prompt_eval_duration: int | None = None
+    eval_count: int | None = None
+    eval_duration: int | None = None
+
+
+class AssistantMessage(_Response):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class _ChatHead(_Response):
+    model: str
+    created_at: str
+    message: AssistantMessage
+    done_reason: DoneReason | None = None
+    done: bool
+
+
+class ChatChunk(Stats, _ChatHead):
+    """One ``/api/chat`` object: a streamed piece, or the final one with stats (last)."""
+
+
+class _GenerateHead(_Response):
+    model: str
+    created_at: str
+    response: str
+    done_reason: DoneReason | None = None
+    done: bool
+
+
+class GenerateChunk(Stats, _GenerateHead):
+    """One ``/api/generate`` object: a streamed piece, or the final one with stats (last)."""

@@ -1,0 +1,245 @@
+"""The Ollama dialect's generation endpoints: ``/api/chat`` and ``/api/generate``.
+
+As in the OpenAI dialect, everything that can fail because of the request fails before
+a byte is sent and becomes an ordinary ``{"error": ...}`` response; once a stream has
+begun, a failure becomes one final error line. Unlike OpenAI, Ollama streams by default.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import cast
+
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import Request
+
+from ollm.api.ollama import schemas as s
+from ollm.api.ollama.ndjson import NDJSONResponse, ndjson_stream
+from ollm.api.ollama.timing import Timer
+from ollm.api.streaming import cancel_on_disconnect, outputs
+from ollm.chat.messages import ChatMessage
+from ollm.engine.outputs import RequestOutput
+from ollm.engine.params import SamplingParams
+from ollm.errors import ContextLengthExceededError, EngineError, OllmError, ShuttingDownError
+from ollm.services.completions import CompletionService, Generation
+from ollm.services.models import ModelService
+
+log = logging.getLogger(__name__)
+
+Chunk = s.ChatChunk | s.GenerateChunk
+Wrap = Callable[[str, s.DoneReason | None, s.Stats | None], Chunk]
+"""Builds one response object of a dialect endpoint from text, done reason and stats."""
+
+
+def now_rfc3339() -> str:
+    """The current time as Ollama writes it: RFC 3339, UTC, microseconds."""
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def chat_wrap(model_id: str) -> Wrap:
+    """Objects of ``/api/chat`` for ``model_id``."""
+
+    def wrap(text: str, reason: s.DoneReason | None = None, stats: s.Stats | None = None) -> Chunk:
+        return s.ChatChunk(
+            model=model_id,
+            created_at=now_rfc3339(),
+            message=s.AssistantMessage(content=text),
+            done=reason is not None,
+            done_reason=reason,
+            **(stats.model_dump() if stats else {}),
+        )
+
+    return wrap
+
+
+def generate_wrap(model_id: str) -> Wrap:
+    """Objects of ``/api/generate`` for ``model_id``."""
+
+    def wrap(text: str, reason: s.DoneReason | None = None, stats: s.Stats | None = None) -> Chunk:
+        return s.GenerateChunk(
+            model=model_id,
+            created_at=now_rfc3339(),
+            response=text,
+            done=reason is not None,
+            done_reason=reason,
+            **(stats.model_dump() if stats else {}),
+        )
+
+    return wrap
+
+
+# -- endpoints ----------------------------------------------------------------------------
+
+
+async def chat(
+    body: s.ChatRequest,
+    service: CompletionService,
+    models: ModelService,
+    caller: str,
+    request: Request,
+) -> Response:
+    """Serve ``POST /api/chat``."""
+    timer = Timer()
+    if not body.messages:
+        return await load_or_unload(models, body.model_name, body.keep_alive, chat_wrap)
+    messages = body.chat_messages()
+    params = body.options.sampling_params(context_length=_context_length(models))
+
+    def start(p: SamplingParams) -> Awaitable[Generation]:
+        return service.chat(
+            model=body.model_name,
+            messages=messages,
+            params=p,
+            user=caller,
+            keep_alive=body.keep_alive,
+        )
+
+    generation = await start_generation(start, params)
+    timer.mark_queued()
+    return await respond(generation, timer, chat_wrap(generation.model_id), body.stream, request)
+
+
+async def generate(
+    body: s.GenerateRequest,
+    service: CompletionService,
+    models: ModelService,
+    caller: str,
+    request: Request,
+) -> Response:
+    """Serve ``POST /api/generate``: raw, or the prompt as a user turn of the template."""
+    timer = Timer()
+    if not body.prompt:
+        return await load_or_unload(models, body.model_name, body.keep_alive, generate_wrap)
+    params = body.options.sampling_params(context_length=_context_length(models))
+    templated = not body.raw and (await models.get(body.model_name)).template is not None
+
+    def start(p: SamplingParams) -> Awaitable[Generation]:
+        if templated:
+            return service.chat(
+                model=body.model_name,
+                messages=_generate_messages(body),
+                params=p,
+                user=caller,
+                keep_alive=body.keep_alive,
+            )
+        prompt = body.prompt if body.raw or not body.system else f"{body.system}\n\n{body.prompt}"
+        return service.complete(
+            model=body.model_name, prompt=prompt, params=p, user=caller, keep_alive=body.keep_alive
+        )
+
+    generation = await start_generation(start, params)
+    timer.mark_queued()
+    wrap = generate_wrap(generation.model_id)
+    return await respond(generation, timer, wrap, body.stream, request)
+
+
+def _generate_messages(body: s.GenerateRequest) -> list[ChatMessage]:
+    system = [ChatMessage(role="system", content=body.system)] if body.system else []
+    return [*system, ChatMessage(role="user", content=body.prompt)]
+
+
+def _context_length(models: ModelService) -> int:
+    """What ``repeat_last_n = -1`` means: the server's per-sequence context."""
+    return models.settings.engine.context_per_sequence
+
+
+async def load_or_unload(
+    models: ModelService,
+    name: str | None,
+    keep_alive: float | None,
+    wrap_for: Callable[[str], Wrap],
+) -> Response:
+    """An empty request: load the model (``done_reason: "load"``), or with
+    ``keep_alive: 0`` unload it (``"unload"``). One object, streamed or not, as Ollama."""
+    if keep_alive == 0:
+        entry = models.resolve(name)
+        await models.unload(entry.model_id)
+        model_id, reason = entry.model_id, cast(s.DoneReason, "unload")
+    else:
+        loaded = await models.get(name, keep_alive=keep_alive)
+        model_id, reason = loaded.model_id, cast(s.DoneReason, "load")
+    return JSONResponse(wrap_for(model_id)("", reason, None).to_json())
+
+
+async def start_generation(
+    start: Callable[[SamplingParams], Awaitable[Generation]], params: SamplingParams
+) -> Generation:
+    """Start a generation; a ``num_predict`` past the end of the context is not an error
+    in Ollama, so it becomes "until the context is full" (``done_reason: "length"``)."""
+    try:
+        return await start(params)
+    except ContextLengthExceededError as exc:
+        prompt, limit = exc.details.get("prompt_tokens"), exc.details.get("context_length")
+        fits = isinstance(prompt, int) and isinstance(limit, int) and prompt < limit
+        if params.max_tokens is None or not fits:
+            raise
+    return await start(replace(params, max_tokens=None))
+
+
+# -- responses ----------------------------------------------------------------------------
+
+
+def _failure(output: RequestOutput) -> OllmError:
+    """The error for a generation that ended neither by stop nor by length."""
+    if output.finish_reason == "abort":
+        return ShuttingDownError("the request was stopped because the server is shutting down")
+    log.error("request %s failed in the engine: %s", output.request_id, output.error)
+    return EngineError("the model failed while generating this response; please retry")
+
+
+async def _pieces(
+    generation: Generation, timer: Timer
+) -> AsyncIterator[tuple[str, s.DoneReason | None, s.Stats | None]]:
+    """(text, done reason, stats) for each delta that concerns the client; raises if the
+    engine failed. Queue-position updates are skipped: Ollama has no place for them."""
+    async with aclosing(outputs(generation.stream)) as deltas:
+        async for output in deltas:
+            if output.finish_reason in ("error", "abort"):
+                raise _failure(output)
+            timer.observe(output)
+            if not output.finished:
+                if output.text:
+                    yield output.text, None, None
+                continue
+            stats = timer.stats(
+                prompt_tokens=output.num_prompt_tokens or generation.num_prompt_tokens,
+                output_tokens=output.num_output_tokens,
+            )
+            yield output.text, cast(s.DoneReason, output.finish_reason), stats
+            return
+    raise EngineError("the generation ended without a finish reason")
+
+
+async def _stream(generation: Generation, timer: Timer, wrap: Wrap) -> AsyncIterator[Chunk]:
+    """Ollama's stream: text pieces, then a final empty piece with the stats."""
+    async with aclosing(_pieces(generation, timer)) as pieces:
+        async for text, reason, stats in pieces:
+            if text:
+                yield wrap(text, None, None)
+            if reason is not None:
+                yield wrap("", reason, stats)
+
+
+async def _collect(generation: Generation, timer: Timer, wrap: Wrap) -> Chunk:
+    """The whole generation as one object."""
+    parts: list[str] = []
+    async with aclosing(_pieces(generation, timer)) as pieces:
+        async for text, reason, stats in pieces:
+            parts.append(text)
+            if reason is not None:
+                return wrap("".join(parts), reason, stats)
+    raise EngineError("the generation ended without a finish reason")
+
+
+async def respond(
+    generation: Generation, timer: Timer, wrap: Wrap, stream: bool, request: Request
+) -> Response:
+    """NDJSON chunks when streaming, else one JSON object; a disconnect aborts either."""
+    if stream:
+        return NDJSONResponse(ndjson_stream(_stream(generation, timer, wrap)))
+    chunk = await cancel_on_disconnect(request, _collect(generation, timer, wrap))
+    return JSONResponse(chunk.to_json())
