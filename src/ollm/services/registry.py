@@ -174,13 +174,14 @@ class Registry:
         return dict(result)
 
     def _loose_files(self, static: dict[str, ModelEntry]) -> dict[str, ModelEntry]:
-        taken = {entry.path.resolve() for entry in static.values()}
+        # A built-in model's own file is not listed twice; a link to it is a new name.
+        taken = {entry.path.absolute() for entry in static.values()}
         found: dict[str, ModelEntry] = {}
         if not self.models_dir.is_dir():
             return found
         for path in sorted(self.models_dir.glob("*.gguf")):
             model_id = name_from_file(path)
-            if not path.is_file() or path.resolve() in taken or model_id is None:
+            if not path.is_file() or path.absolute() in taken or model_id is None:
                 continue
             if model_id not in static and model_id not in found:
                 entry = ModelEntry(model_id, path, "local GGUF file", digests=self.digests)
