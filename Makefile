@@ -28,8 +28,10 @@ $(STAMP): pyproject.toml Makefile scripts/llama-wheel.sh scripts/llama-cmake-arg
 serve: install
 	$(VENV)/bin/ollm serve --host $(HOST) --port $(PORT)
 
+# The store's tests start a throwaway PostgreSQL: ensure-postgres.sh installs it if missing.
 test: install
-	$(VENV)/bin/pytest -q tests
+	bindir="$$(scripts/ensure-postgres.sh)" && \
+		OLLM_TEST_PG_BINDIR="$$bindir" $(VENV)/bin/pytest -q tests
 
 test-unit: install
 	$(VENV)/bin/pytest -q tests/unit

@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from ollm import security
 from ollm.db import create_engine, create_sessionmaker, upgrade_database
 from ollm.db.models import User
 from ollm.db.schemas import UserCreate
@@ -21,6 +23,16 @@ DIALECTS = ["sqlite", "postgresql"]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2 with minimal cost: these tests are about the store, not the hash strength
+    (tests/unit/test_security.py checks the real parameters)."""
+    hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    dummy = hasher.hash("dummy")
+    monkeypatch.setattr(security, "_hasher", lambda: hasher)
+    monkeypatch.setattr(security, "_dummy_hash", lambda: dummy)
 
 
 def sqlite_url(directory: Path) -> str:
