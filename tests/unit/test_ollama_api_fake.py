@@ -17,6 +17,7 @@ import pytest
 from fastapi import FastAPI
 
 from ollm.api.app import create_app
+from ollm.backends.base import ModelFacts
 from ollm.backends.fake import FakeBackend
 from ollm.engine.params import SamplingParams
 from ollm.services.models import ModelEntry, ModelService
@@ -255,6 +256,18 @@ async def test_generate_raw_templated_and_with_system(tmp_path: Path) -> None:
         assert "".join(p["response"] for p in pieces) == "<|user|>Why?\n<|assistant|>"
         assert final["response"] == "" and final["model"] == "fake:2"
         assert_final(final, "stop")
+
+
+async def test_generate_on_a_model_without_chat_template(tmp_path: Path) -> None:
+    facts = ModelFacts(vocab_size=258, context_train=4096, bos_text="<s>", eos_text="</s>")
+    async with running_app(tmp_path, reply=prompt_echo, facts=facts) as h:
+        body = {"prompt": "Why?", "system": "Be brief.", "stream": False}
+        result = (await h.client.post("/api/generate", json=body)).json()
+        assert result["response"] == "Be brief.\n\nWhy?"  # plain text, as a base model wants
+        body = {"prompt": "Why?", "stream": False}
+        assert (await h.client.post("/api/generate", json=body)).json()["response"] == "Why?"
+        # Chat needs a template: a 400 saying so, not a 500.
+        assert_error(await h.client.post("/api/chat", json={"messages": HI}), 400, "template")
 
 
 async def test_generate_with_empty_prompt_loads(h: Harness) -> None:

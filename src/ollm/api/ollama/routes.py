@@ -20,7 +20,8 @@ RUNNING = "Ollama is running"
 _NDJSON = {"content": {"application/x-ndjson": {}}, "description": "NDJSON unless stream=false"}
 
 
-@router.api_route("/", methods=["GET", "HEAD"], response_class=PlainTextResponse)
+@router.get("/", response_class=PlainTextResponse)
+@router.head("/", response_class=PlainTextResponse)
 async def probe() -> str:
     """What Ollama answers at its root; clients use it to check the server is up."""
     return RUNNING
