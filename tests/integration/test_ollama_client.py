@@ -10,10 +10,15 @@ import asyncio
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import ollama
 import pytest
+from conftest import run_server
+from hf_mirror import HubMirror, smollm2_gguf
+
+from ollm.services import bundled
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -22,6 +27,10 @@ BASE_MODEL = "gemma3:270m"
 COPY_NAME = "my-smollm:copy"
 QUESTION = [{"role": "user", "content": "Name three colours of the rainbow."}]
 GREEDY = {"temperature": 0, "num_predict": 32}
+HUB_REPO = "TestOrg/SmolLM2-135M-Instruct-GGUF"
+HUB_FILE = "SmolLM2-135M-Instruct-Q4_1.gguf"
+PULL_NAME = f"hf.co/{HUB_REPO}:Q4_1"
+PULLED = "hf.co/testorg/smollm2-135m-instruct-gguf:q4_1"
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +222,59 @@ def test_bad_requests_are_400(client: ollama.Client) -> None:
             call()
         assert info.value.status_code == 400
         assert info.value.error
+
+
+# -- pull, from a fake Hugging Face Hub on loopback ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pull_server(tmp_path_factory: pytest.TempPathFactory, ollm_home: Path) -> Iterator[str]:
+    """A server whose pulls go to a :class:`HubMirror` serving the SmolLM2 file."""
+    home = tmp_path_factory.mktemp("pull-home")
+    gemma = bundled.locate(bundled.GEMMA3, ollm_home / "models")  # assembled once per session
+    assert gemma is not None
+    (home / "models" / "bundled").mkdir(parents=True)
+    (home / "models" / "bundled" / gemma.name).symlink_to(gemma)
+    with HubMirror() as hub:
+        hub.add_file(HUB_REPO, HUB_FILE, smollm2_gguf())
+        env = {
+            "OLLM_HF_ENDPOINT": hub.url,
+            "HF_HUB_OFFLINE": "0",
+            "HF_HOME": str(home / "hf-home"),
+            "OLLM_PRELOAD_DEFAULT_MODEL": "false",
+            "OLLM_MAX_RUNNING": "2",
+            "OLLM_CONTEXT_PER_SEQUENCE": "512",
+            "OLLM_THREADS": "2",
+        }
+        with run_server(home, home.parent / "pull-server.log", **env) as base_url:
+            yield base_url
+
+
+def test_pull_chat_and_delete(pull_server: str) -> None:
+    size = smollm2_gguf().stat().st_size
+    with ollama.Client(host=pull_server) as client:
+        events = list(client.pull(PULL_NAME, stream=True))
+        statuses = [event.status for event in events]
+        assert statuses[0] == "pulling manifest" and statuses[-1] == "success"
+        progress = [event for event in events if event.total]
+        assert progress and all(event.digest for event in progress)
+        assert progress[-1].completed == progress[-1].total == size
+        assert PULLED in names(client)
+
+        response = client.chat(model=PULLED, messages=QUESTION, options=GREEDY)
+        assert response.model == PULLED
+        assert response.message.content and response.message.content.strip()
+        assert client.show(PULLED).details.quantization_level == "Q4_1"
+
+        assert client.pull(PULL_NAME).status == "success"  # not streamed: the last status
+        assert client.delete(PULLED).status == "success"
+        assert PULLED not in names(client)
+
+
+def test_pull_errors(pull_server: str) -> None:
+    with ollama.Client(host=pull_server) as client:
+        for name, status in (("hf.co/TestOrg/no-such-repo", 404), ("../../etc/passwd", 400)):
+            with pytest.raises(ollama.ResponseError) as info:
+                list(client.pull(name, stream=True))
+            assert info.value.status_code == status
+            assert info.value.error
