@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import func, select
 
-from ollm.db import crud
+from ollm.db import Database, crud
 from ollm.db.models import Message, MessageRole, MessageStatus
 from ollm.db.schemas import (
     ChatCreate,
@@ -275,3 +277,51 @@ async def test_another_owner_sees_nothing_and_changes_nothing(session, alice, bo
     assert mine.title == "Alice's secret plans" and mine.active_leaf_id == answer.id
     path = await crud.get_path(session=session, owner_id=alice.id, chat_id=chat.id)
     assert [m.content for m in path] == ["secret question", "secret answer"]
+
+
+async def test_ids_out_of_range_are_simply_not_found(session, alice):
+    chat = await new_chat(session, alice)
+    huge = 2**40
+    ids = {"session": session, "owner_id": alice.id, "chat_id": chat.id}
+    assert await crud.get_message(**ids, message_id=huge) is None
+    assert await crud.get_message(**ids, message_id=-1) is None
+    assert await crud.get_path(**ids, leaf_id=huge) == []
+    assert await crud.get_children(**ids, parent_id=huge) == []
+    assert (
+        await crud.add_message(**ids, message_in=MessageCreate(role=USER, parent_id=huge)) is None
+    )
+    assert await crud.get_user(session=session, user_id=huge) is None
+    assert await crud.revoke_api_key(session=session, user_id=alice.id, key_id=huge) is None
+    assert await crud.list_chats(session=session, owner_id=alice.id, offset=-5, limit=-1) == []
+
+
+async def test_concurrent_writers_all_succeed(database_url, alice):
+    """Many requests saving turns at once (SQLite: WAL + busy timeout) lose nothing."""
+    database = await Database.open(database_url)
+    try:
+        async with database.transaction() as session:
+            chats = [
+                await crud.create_chat(session=session, owner_id=alice.id, chat_in=ChatCreate())
+                for _ in range(4)
+            ]
+
+        async def conversation(chat_id: str, turns: int) -> None:
+            parent_id = None
+            for turn in range(turns):
+                async with database.transaction() as session:
+                    message = await crud.add_message(
+                        session=session,
+                        owner_id=alice.id,
+                        chat_id=chat_id,
+                        message_in=MessageCreate(
+                            role=USER, content=f"turn {turn}", parent_id=parent_id
+                        ),
+                    )
+                    parent_id = message.id
+
+        await asyncio.gather(*(conversation(c.id, 15) for c in chats for _ in range(2)))
+        async with database.transaction() as session:
+            total = await session.scalar(select(func.count()).select_from(Message))
+        assert total == 4 * 2 * 15
+    finally:
+        await database.close()

@@ -39,6 +39,16 @@ NAMING_CONVENTION = {
 }
 
 
+# Integer keys are 32-bit on PostgreSQL; a larger id from a URL is simply not found
+# (rather than a driver error).
+MAX_ID = 2**31 - 1
+
+
+def valid_id(value: int | None) -> bool:
+    """True if ``value`` could be the id of a row (so it is worth asking the database)."""
+    return value is not None and 0 < value <= MAX_ID
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC (what every timestamp column holds)."""
     return datetime.now(UTC)

@@ -9,12 +9,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, false, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ollm import security
 from ollm.db.errors import UsernameTakenError
-from ollm.db.models import ApiKey, LoginSession, User, utcnow
+from ollm.db.models import ApiKey, LoginSession, User, utcnow, valid_id
 from ollm.db.schemas import ApiKeyCreate, UserCreate, UserUpdate
 
 # last_used_at is a hint for people, not an audit log: refresh it at most this often, so
@@ -41,6 +41,8 @@ async def create_user(*, session: AsyncSession, user_in: UserCreate) -> User:
 
 async def get_user(*, session: AsyncSession, user_id: int) -> User | None:
     """The account with this id, if any."""
+    if not valid_id(user_id):
+        return None
     return await session.get(User, user_id)
 
 
@@ -133,6 +135,8 @@ async def get_api_key_by_prefix(*, session: AsyncSession, prefix: str) -> ApiKey
 
 async def revoke_api_key(*, session: AsyncSession, user_id: int, key_id: int) -> ApiKey | None:
     """Revoke one of ``user_id``'s keys; None if it is not theirs (or does not exist)."""
+    if not valid_id(key_id):
+        return None
     row = await session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == user_id))
     if row is not None and row.revoked_at is None:
         row.revoked_at = utcnow()
@@ -200,7 +204,7 @@ async def resolve_session(
         .where(
             LoginSession.token_hash == security.hash_token(token),
             LoginSession.expires_at > now,
-            User.disabled.is_(False),
+            User.disabled == false(),
         )
     )
 

@@ -14,6 +14,7 @@ from ollm.db import fts
 from ollm.db.models import Chat, utcnow
 from ollm.db.schemas import ChatCreate, ChatUpdate
 
+MAX_PAGE = 500
 # Changing these reorders a chat in the list ("recently active"); pinning or archiving
 # only files it elsewhere.
 _ACTIVITY_FIELDS = frozenset({"title", "model", "system_prompt", "params"})
@@ -43,7 +44,7 @@ def _filtered(
 ) -> Select:
     statement = statement.where(Chat.owner_id == owner_id)
     if archived is not None:
-        statement = statement.where(Chat.archived.is_(archived))
+        statement = statement.where(Chat.archived == archived)
     if q is not None and q.strip():
         statement = statement.where(fts.chat_matches(session.bind.dialect.name, q))
     return statement
@@ -58,7 +59,8 @@ async def list_chats(
     offset: int = 0,
     limit: int = 50,
 ) -> list[Chat]:
-    """One page of the owner's chats: pinned first, then most recently active.
+    """One page (at most ``MAX_PAGE``) of the owner's chats: pinned first, then most
+    recently active.
 
     ``archived``: False (default) hides archived chats, True lists only them, None both.
     ``q`` searches titles and message text (see :mod:`ollm.db.fts`).
@@ -66,7 +68,8 @@ async def list_chats(
     statement = _filtered(
         select(Chat), session=session, owner_id=owner_id, archived=archived, q=q
     ).order_by(Chat.pinned.desc(), Chat.updated_at.desc(), Chat.id.desc())
-    return list(await session.scalars(statement.offset(offset).limit(limit)))
+    statement = statement.offset(max(0, offset)).limit(max(0, min(limit, MAX_PAGE)))
+    return list(await session.scalars(statement))
 
 
 async def count_chats(

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from ollm.db.crud.chats import get_chat
-from ollm.db.models import Chat, Message, MessageStatus, utcnow
+from ollm.db.models import Chat, Message, MessageStatus, utcnow, valid_id
 from ollm.db.schemas import BranchMessage, MessageCreate, MessagePublic, MessageUpdate
 
 
@@ -39,6 +39,8 @@ async def add_message(
     if chat is None:
         return None
     if message_in.parent_id is not None:
+        if not valid_id(message_in.parent_id):
+            return None
         parent = await session.scalar(
             select(Message.id).where(Message.id == message_in.parent_id, Message.chat_id == chat_id)
         )
@@ -57,6 +59,8 @@ async def get_message(
     *, session: AsyncSession, owner_id: int, chat_id: str, message_id: int
 ) -> Message | None:
     """One message of the owner's chat, or None."""
+    if not valid_id(message_id):
+        return None
     return await session.scalar(_owned(owner_id, chat_id).where(Message.id == message_id))
 
 
@@ -85,6 +89,8 @@ async def get_children(
     *, session: AsyncSession, owner_id: int, chat_id: str, parent_id: int | None
 ) -> list[Message]:
     """The branches under ``parent_id`` (None: the chat's first turns), oldest first."""
+    if parent_id is not None and not valid_id(parent_id):
+        return []
     condition = Message.parent_id.is_(None) if parent_id is None else Message.parent_id == parent_id
     statement = _owned(owner_id, chat_id).where(condition).order_by(Message.id)
     return list(await session.scalars(statement))
@@ -102,7 +108,7 @@ async def get_path(
     if chat is None:
         return []
     leaf_id = chat.active_leaf_id if leaf_id is None else leaf_id
-    if leaf_id is None:
+    if not valid_id(leaf_id):
         return []
     path = (
         select(Message.id, Message.parent_id, literal(0).label("depth"))
