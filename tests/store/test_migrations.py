@@ -11,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from ollm.db import create_engine, upgrade_database
+from ollm.db.fts import is_search_object
 from ollm.db.migrate import alembic_config, current_revision, head_revision
 from ollm.db.models import Base
 from ollm.db.session import SQLITE_BUSY_TIMEOUT_MS
@@ -18,12 +19,10 @@ from ollm.db.session import SQLITE_BUSY_TIMEOUT_MS
 pytestmark = pytest.mark.anyio
 
 TABLES = {"users", "api_keys", "sessions", "chats", "messages"}
-# Search structures live only in the migration (dialect-specific), not in the models.
-SEARCH_OBJECTS = {"messages_fts", "chats_fts", "ix_messages_content_fts", "ix_chats_title_fts"}
 
 
-def _not_search(obj, name, type_, reflected, compare_to) -> bool:
-    return not (name in SEARCH_OBJECTS or (name or "").startswith(("messages_fts_", "chats_fts_")))
+def _not_search(name, type_, parent_names) -> bool:
+    return not is_search_object(name)
 
 
 async def test_upgrade_twice_is_a_no_op(empty_database_url):
@@ -43,7 +42,7 @@ async def test_upgrade_twice_is_a_no_op(empty_database_url):
 async def test_models_match_the_migrations(database_url):
     def diff(connection):
         context = MigrationContext.configure(
-            connection, opts={"compare_type": True, "include_object": _not_search}
+            connection, opts={"compare_type": True, "include_name": _not_search}
         )
         return compare_metadata(context, Base.metadata)
 

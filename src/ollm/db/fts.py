@@ -29,8 +29,17 @@ from sqlalchemy import (
 from ollm.db.models import Chat, Message
 
 TS_CONFIG = "simple"
+# Created by the migrations, unknown to the models: schema comparison must ignore them
+# (SQLite's FTS5 tables come with shadow tables such as messages_fts_data).
+SEARCH_TABLE_PREFIXES = ("messages_fts", "chats_fts")
+SEARCH_INDEXES = frozenset({"ix_messages_content_fts", "ix_chats_title_fts"})
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_TERMS = 16
+
+
+def is_search_object(name: str | None) -> bool:
+    """True for the full-text structures that live only in the migrations."""
+    return bool(name) and (name in SEARCH_INDEXES or name.startswith(SEARCH_TABLE_PREFIXES))
 
 
 def search_terms(query: str) -> list[str]:

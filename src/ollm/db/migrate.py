@@ -1,10 +1,17 @@
 """Alembic, driven from code: ``upgrade_database(url)`` brings a database to the latest
 revision. The server calls it at start-up and ``ollm users``/``ollm keys`` before they
 touch the database; running it on an up-to-date database does nothing.
+
+A new revision, after changing the models: ``python -m ollm.db.migrate "what changed"``
+compares the models with a scratch SQLite database at head and writes
+``migrations/versions/NNNN_what_changed.py``. Review it; full-text structures and
+anything dialect-specific are written by hand (see ``0001_initial.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from pathlib import Path
 
 from alembic import command
@@ -71,3 +78,26 @@ def _sqlite_path(url: str) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database)
+
+
+def write_revision(message: str) -> Path:
+    """Autogenerate the next numbered revision from the models (see the module doc)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        url = f"sqlite+aiosqlite:///{Path(scratch) / 'head.db'}"
+        asyncio.run(upgrade_database(url))
+        script = command.revision(
+            alembic_config(url),
+            message,
+            autogenerate=True,
+            rev_id=f"{int(head_revision()) + 1:04d}",
+        )
+    assert script is not None and not isinstance(script, list)
+    return Path(script.path)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit('usage: python -m ollm.db.migrate "what changed"')
+    print(write_revision(sys.argv[1]))

@@ -12,15 +12,23 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from ollm.db.fts import is_search_object
 from ollm.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata
 
 
+def _include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    # Full-text tables, shadow tables and indexes are written by hand in the revisions;
+    # without this, autogenerate would propose dropping them.
+    return not is_search_object(name)
+
+
 def _configure(**kwargs: object) -> None:
     context.configure(
         target_metadata=target_metadata,
+        include_name=_include_name,
         # SQLite cannot ALTER most things: later revisions use batch mode there.
         render_as_batch=True,
         compare_type=True,
