@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,51 @@ async def test_service_delete_unloads_and_forgets(settings: Settings, anyio_back
             await service.copy("beta", "../x")
     finally:
         await service.close()
+
+
+@pytest.fixture
+async def fake_service(settings: Settings) -> AsyncIterator[ModelService]:
+    write_gguf(settings.models_dir / "alpha.gguf", license_="alpha-license")
+    write_gguf(settings.models_dir / "beta.gguf", license_="beta-license")
+    engine = EngineSettings(max_running=2, context_per_sequence=256, threads=1)
+
+    def loader(_path: Path, eng: EngineSettings) -> FakeBackend:
+        return FakeBackend(num_sequences=eng.max_running, context_per_sequence=256)
+
+    service = ModelService(
+        Settings(home=settings.home, engine=engine), loader=loader, bundled_models=()
+    )
+    yield service
+    await service.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_overwritten_name_reloads_after_its_streams(
+    fake_service: ModelService, settings: Settings, anyio_backend: str
+) -> None:
+    await fake_service.copy("alpha", "x")
+    held = await fake_service.acquire("x")
+    assert held.entry.path.name == "alpha.gguf"
+    await fake_service.copy("beta", "x")  # "x" now names another file
+    again = await fake_service.acquire("x")
+    assert again is held  # running work finishes on the old file...
+    fake_service.release(held)
+    fake_service.release(again)
+    assert fake_service.loaded_models() == []  # ...which then unloads
+    fresh = await fake_service.get("x")
+    assert fresh.entry.path.name == "beta.gguf"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_deleted_model_still_running_is_described(
+    fake_service: ModelService, settings: Settings, anyio_backend: str
+) -> None:
+    held = await fake_service.acquire("alpha")
+    await fake_service.delete("alpha")
+    assert "alpha:latest" not in [e.model_id for e in fake_service.list_models()]
+    assert [m.model_id for m in fake_service.loaded_models()] == ["alpha:latest"]
+    assert fake_service.info("alpha:latest").id == "alpha:latest"  # for /api/ps
+    fake_service.release(held)
+    assert fake_service.loaded_models() == []

@@ -28,7 +28,7 @@ from pathlib import Path
 from ollm.backends.base import Backend
 from ollm.chat.template import ChatTemplate
 from ollm.engine.client import AsyncEngine, EngineLimits
-from ollm.errors import ModelLoadError, ShuttingDownError
+from ollm.errors import ModelLoadError, ModelNotFoundError, ShuttingDownError
 from ollm.services import bundled
 from ollm.services.pull import Puller
 from ollm.services.registry import ModelEntry, ModelInfo, Registry
@@ -64,6 +64,7 @@ class LoadedModel:
     keep_alive: float = 300.0
     in_flight: int = 0
     load_duration: float = 0.0  # seconds the load took
+    stale: bool = False  # its name now means another file: unload once idle
     idle_since: float = field(default_factory=time.time)
     last_used: int = 0  # LRU order
 
@@ -147,7 +148,15 @@ class ModelService:
         """Facts from the model's GGUF header: family, parameters, quantization, context,
         template, license, digest, and the metadata (without tokenizer arrays). 404 if unknown.
         """
-        return self.registry.info(self.resolve(name))
+        try:
+            entry = self.resolve(name)
+        except ModelNotFoundError:
+            # Deleted while still loaded (its last streams running): still describe it.
+            loaded = self._loaded.get(name or "")
+            if loaded is None:
+                raise
+            entry = loaded.entry
+        return self.registry.info(entry)
 
     # -- residency -----------------------------------------------------------------------
 
@@ -186,7 +195,10 @@ class ModelService:
         loaded.last_used = next(self._ticks)
         if loaded.in_flight == 0:
             loaded.idle_since = self._clock()
-            if loaded.keep_alive == 0 and self._loaded.get(loaded.model_id) is loaded:
+            current = self._loaded.get(loaded.model_id) is loaded
+            if current and loaded.stale:
+                self._begin_unload(loaded, "its name now means another file")
+            elif current and loaded.keep_alive == 0:
                 self._begin_unload(loaded, "keep_alive is 0")
         self._changed()
 
@@ -270,6 +282,14 @@ class ModelService:
         self._start_background()
         while True:
             loaded = self._loaded.get(entry.model_id)
+            if loaded is not None and loaded.entry.path != entry.path:
+                # Re-pulled or overwritten by a copy: running streams finish on the old
+                # file, new requests after them get the new one.
+                loaded.stale = True
+                if loaded.in_flight:
+                    return loaded
+                await self._begin_unload(loaded, "its name now means another file")
+                continue
             if loaded is not None:
                 return loaded
             task = self._loading.get(entry.model_id)
@@ -277,6 +297,7 @@ class ModelService:
                 task = asyncio.ensure_future(self._load(entry))
                 self._loading[entry.model_id] = task
                 task.add_done_callback(lambda _t: self._loading.pop(entry.model_id, None))
+                task.add_done_callback(_retrieve_exception)
             loaded = await asyncio.shield(task)
             if self._loaded.get(entry.model_id) is loaded:
                 return loaded
@@ -446,6 +467,7 @@ class ModelService:
     async def close(self) -> None:
         """Stop every engine and free every model."""
         self._closed = True
+        self._puller.cancel_all()
         self._changed()
         if self._reaper is not None:
             self._reaper.cancel()
@@ -454,4 +476,10 @@ class ModelService:
         for loaded in list(self._loaded.values()):
             self._begin_unload(loaded, "shutting down")
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._puller.cancel_all()
+
+
+def _retrieve_exception(task: asyncio.Future[LoadedModel]) -> None:
+    # A load whose every waiter went away must not log "exception was never retrieved";
+    # waiters that remain get the exception through the shield.
+    if not task.cancelled():
+        task.exception()

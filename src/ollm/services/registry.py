@@ -136,7 +136,7 @@ class Registry:
         self.digests = DigestCache(settings.home / "cache" / "digests.json")
         static = list(entries) if entries is not None else self._locate_bundled(bundled_models)
         self._static = {e.model_id: dataclasses.replace(e, digests=self.digests) for e in static}
-        self._snapshot: tuple[tuple[int, int], dict[str, ModelEntry]] | None = None
+        self._snapshot: tuple[object, dict[str, ModelEntry]] | None = None
         self._gguf: dict[tuple[str, int, int], GGUFInfo | None] = {}
         self._lock = threading.Lock()
 
@@ -152,14 +152,12 @@ class Registry:
 
     # -- listing -------------------------------------------------------------------------
 
-    def _stamp(self) -> tuple[int, int]:
-        def mtime(path: Path) -> int:
-            try:
-                return path.stat().st_mtime_ns
-            except OSError:
-                return 0
-
-        return mtime(self.models_dir), mtime(self.store.manifest_path)
+    def _stamp(self) -> tuple[int, tuple[int, int, int]]:
+        try:
+            directory = self.models_dir.stat().st_mtime_ns
+        except OSError:
+            directory = 0
+        return directory, self.store.version()
 
     def entries(self) -> dict[str, ModelEntry]:
         """Every model by id; rescanned only when the directory or manifest changed."""
@@ -276,7 +274,7 @@ class Registry:
             quantization=gguf.quantization if gguf is not None else None,
             context_length=gguf.context_length if gguf is not None else None,
             size_bytes=entry.size_bytes,
-            digest=entry.digest,
+            digest=entry.cached_digest or (entry.digest if entry.path.is_file() else ""),
             chat_template=template if isinstance(template, str) else None,
             license=_license(metadata),
             modified_at=entry.modified_at,
@@ -293,6 +291,7 @@ class Registry:
         model_id = canonical_name(name)
         self.refuse_protected(model_id, "overwritten")
         self.store.put(model_id, ManifestRecord(self.store.stored_path(path), digest, source))
+        self._snapshot = None
         return self.resolve(model_id)
 
     def copy(self, source: ModelEntry, destination: str) -> ModelEntry:
@@ -307,16 +306,20 @@ class Registry:
             f"copy of {source.model_id}",
         )
         self.store.put(model_id, record)
+        self._snapshot = None
         return self.resolve(model_id)
 
     def delete(self, entry: ModelEntry) -> None:
         """Forget ``entry``; its file goes too unless another name still uses it."""
         self.refuse_protected(entry.model_id, "deleted")
         record = self.store.remove(entry.model_id)
-        if record is not None:
-            self._drop_file_if_unused(entry.path)
-        else:
-            self._delete_loose_file(entry)
+        try:
+            if record is not None:
+                self._drop_file_if_unused(entry.path)
+            else:
+                self._delete_loose_file(entry)
+        finally:
+            self._snapshot = None
 
     def refuse_protected(self, model_id: str, action: str) -> None:
         """Raise :class:`ModelProtectedError` (400) if ``model_id`` is built in."""

@@ -53,7 +53,7 @@ class ModelStore:
         self.manifest_path = models_dir / "manifest.json"
         self.blobs_dir = models_dir / "blobs"
         self._lock = threading.Lock()
-        self._cache: tuple[int, dict[str, ManifestRecord]] | None = None
+        self._cache: tuple[tuple[int, int, int], dict[str, ManifestRecord]] | None = None
 
     def blob_path(self, sha256: str) -> Path:
         """Where the file with this digest lives once complete."""
@@ -84,17 +84,25 @@ class ModelStore:
             return None
         return self.models_dir / raw
 
+    def version(self) -> tuple[int, int, int]:
+        """Identifies the manifest's current content: each write replaces the file, so its
+        inode changes even when two writes land within one clock tick of the mtime."""
+        try:
+            stat = self.manifest_path.stat()
+        except FileNotFoundError:
+            return (0, 0, 0)
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
     def records(self) -> dict[str, ManifestRecord]:
         """Every manifest name (re-read only when the file changed)."""
-        try:
-            mtime = self.manifest_path.stat().st_mtime_ns
-        except FileNotFoundError:
+        version = self.version()
+        if version == (0, 0, 0):
             return {}
         cache = self._cache
-        if cache is not None and cache[0] == mtime:
+        if cache is not None and cache[0] == version:
             return dict(cache[1])
         records = self._read()
-        self._cache = (mtime, records)
+        self._cache = (version, records)
         return dict(records)
 
     def _read(self) -> dict[str, ManifestRecord]:
