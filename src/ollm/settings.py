@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     )
     hf_endpoint: str | None = Field(
         None,
-        validation_alias=AliasChoices("hf_endpoint", "OLLM_HF_ENDPOINT", "HF_ENDPOINT"),
+        validation_alias=AliasChoices("OLLM_HF_ENDPOINT", "HF_ENDPOINT", "hf_endpoint"),
         description="Hugging Face Hub URL for pulls (default https://huggingface.co; HF_ENDPOINT).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(

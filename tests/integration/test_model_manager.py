@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -317,22 +319,29 @@ def test_gguf_reader_agrees_with_the_gguf_package_on_a_real_model() -> None:
 
 def test_server_keeps_at_most_max_loaded_models(bundled_home: Path, tmp_path: Path) -> None:
     """Through a real ``ollm serve`` with OLLM_MAX_LOADED_MODELS=2: three models answer,
-    and the least recently used idle one is unloaded to make room."""
-    smollm2_path = smollm2_gguf()
-    (bundled_home / "models" / "third.gguf").symlink_to(smollm2_path)  # a dropped-in file
-    log_path = tmp_path / "server.log"
+    and the least recently used idle one is unloaded to make room (seen in /api/ps)."""
+    (bundled_home / "models" / "third.gguf").symlink_to(smollm2_gguf())  # a dropped-in file
     env = {
         "OLLM_MAX_LOADED_MODELS": "2",
         "OLLM_MAX_RUNNING": "2",
         "OLLM_CONTEXT_PER_SEQUENCE": "512",
         "OLLM_THREADS": "2",
         "OLLM_KEEP_ALIVE": "10m",
+        "OLLM_PRELOAD_DEFAULT_MODEL": "false",
     }
-    with run_server(bundled_home, log_path, **env) as base_url:
+    resident: list[set[str]] = []
+    with run_server(bundled_home, tmp_path / "server.log", **env) as base_url:
         for model in ("smollm2:135m", "gemma3:270m", "third:latest"):
             body = {"model": model, "prompt": "Hello", "max_tokens": 4, "temperature": 0}
             response = httpx.post(f"{base_url}/v1/completions", json=body, timeout=120)
             assert response.status_code == 200, response.text
-    log = log_path.read_text()
-    assert "unloading smollm2:135m (making room)" in log
-    assert "unloading gemma3:270m (making room)" not in log
+            running = httpx.get(f"{base_url}/api/ps", timeout=10).json()["models"]
+            resident.append({m["name"] for m in running})
+        started = time.time()
+        expiry = datetime.fromisoformat(running[0]["expires_at"]).timestamp()
+    assert resident == [
+        {"smollm2:135m"},
+        {"smollm2:135m", "gemma3:270m"},
+        {"gemma3:270m", "third:latest"},
+    ]
+    assert 9 * 60 < expiry - started <= 10 * 60 + 5  # OLLM_KEEP_ALIVE=10m
