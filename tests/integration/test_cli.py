@@ -25,6 +25,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import run_server
+from hf_mirror import HubMirror, smollm2_gguf
+
+from ollm.services import bundled
 
 pytestmark = pytest.mark.integration
 
@@ -361,3 +365,81 @@ def test_stop_unloads_a_running_model(live_server):
     loaded = ollm(live_server, "run", MODEL, stdin="")
     assert loaded.returncode == 0 and loaded.stdout == ""
     assert MODEL in ollm(live_server, "ps").stdout
+
+
+def test_cp_and_rm(live_server):
+    copied = ollm(live_server, "cp", MODEL, "cli-copy:test")
+    assert copied.returncode == 0, copied.stderr
+    assert copied.stdout.strip() == f"copied '{MODEL}' to 'cli-copy:test'"
+    assert "cli-copy:test" in ollm(live_server, "list").stdout
+    removed = ollm(live_server, "rm", "cli-copy:test")
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout.strip() == "deleted 'cli-copy:test'"
+    assert "cli-copy:test" not in ollm(live_server, "list").stdout
+    refused = ollm(live_server, "rm", MODEL)  # a bundled model
+    assert refused.returncode == 1 and refused.stderr.startswith("Error: ")
+    assert MODEL in ollm(live_server, "list").stdout
+
+
+# -- pull, from a fake Hugging Face Hub on loopback ------------------------------------
+
+HUB_REPO = "TestOrg/SmolLM2-135M-Instruct-GGUF"
+PULL_NAME = f"hf.co/{HUB_REPO}:Q4_1"
+
+
+@pytest.fixture(scope="module")
+def pull_server(tmp_path_factory: pytest.TempPathFactory, ollm_home: Path) -> Iterator[str]:
+    """A server whose pulls go to a :class:`HubMirror` that serves SmolLM2 slowly."""
+    home = tmp_path_factory.mktemp("cli-pull-home")
+    gemma = bundled.locate(bundled.GEMMA3, ollm_home / "models")  # assembled once per session
+    assert gemma is not None
+    (home / "models" / "bundled").mkdir(parents=True)
+    (home / "models" / "bundled" / gemma.name).symlink_to(gemma)
+    with HubMirror() as hub:
+        mirrored = hub.add_file(HUB_REPO, "SmolLM2-135M-Instruct-Q4_1.gguf", smollm2_gguf())
+        mirrored.delay = 0.02  # per MiB: a couple of seconds, so the bar has time to move
+        env = {
+            "OLLM_HF_ENDPOINT": hub.url,
+            "HF_HUB_OFFLINE": "0",
+            "HF_HOME": str(home / "hf-home"),
+            "OLLM_PRELOAD_DEFAULT_MODEL": "false",
+            "OLLM_THREADS": "2",
+        }
+        with run_server(home, home.parent / "cli-pull-server.log", **env) as base_url:
+            yield base_url
+
+
+def test_pull_in_a_terminal_draws_a_moving_bar(pull_server):
+    terminal = Terminal([sys.executable, "-m", "ollm", "pull", PULL_NAME], client_env(pull_server))
+    try:
+        assert terminal.wait_exit(COMMAND_TIMEOUT) == 0, terminal.text
+        terminal.expect("pulling manifest")
+        terminal.expect(r"pulling [0-9a-f]{12}")
+        terminal.expect("success")
+    finally:
+        terminal.close()
+    frames = set(re.findall(r"(\d+\.\d+)/(\d+\.\d+) MB", terminal.text))
+    assert len(frames) >= 2, terminal.text  # the bar was redrawn as bytes arrived
+    done, total = max(frames, key=lambda frame: float(frame[0]))
+    assert done == total
+
+    pulled = [
+        line.split()[0]
+        for line in ollm(pull_server, "list").stdout.splitlines()
+        if line.startswith("hf.co/")
+    ]
+    assert len(pulled) == 1
+    removed = ollm(pull_server, "rm", pulled[0])
+    assert removed.returncode == 0, removed.stderr
+    assert "hf.co/" not in ollm(pull_server, "list").stdout
+
+
+def test_pull_piped_prints_plain_lines_and_errors_exit_1(pull_server):
+    result = ollm(pull_server, "pull", PULL_NAME)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "pulling manifest" and lines[-1] == "success"
+    assert "\x1b" not in result.stdout  # no escape codes when not a terminal
+    missing = ollm(pull_server, "pull", "hf.co/TestOrg/no-such-repo")
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("Error: ") and "Traceback" not in missing.stderr
