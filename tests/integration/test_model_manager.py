@@ -28,7 +28,7 @@ from ollm.errors import DigestMismatchError, InvalidModelNameError, ModelNotFoun
 from ollm.services import bundled
 from ollm.services.completions import CompletionService
 from ollm.services.gguf_info import read_gguf_info
-from ollm.services.models import ModelService
+from ollm.services.models import ModelService, default_loader
 from ollm.settings import EngineSettings, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, pytest.mark.timeout(180)]
@@ -298,6 +298,26 @@ async def test_two_models_at_once_and_a_third_evicts_the_lru(bundled_home: Path)
         loaded = [m.model_id for m in models.loaded_models()]
         assert loaded == ["smollm2-copy:latest", "gemma3:270m"]
         assert all(m.size_bytes > m.entry.size_bytes for m in models.loaded_models())  # + KV
+    finally:
+        await models.close()
+
+
+async def test_ten_concurrent_first_requests_load_the_real_model_once(tmp_path: Path) -> None:
+    loads: list[Path] = []
+
+    def counting_loader(path: Path, engine: EngineSettings) -> Any:
+        loads.append(path)
+        return default_loader(path, engine)
+
+    engine = ENGINE.model_copy(update={"max_running": 4, "max_waiting": 16})
+    settings = Settings(home=tmp_path / "home", engine=engine)
+    models = ModelService(settings, loader=counting_loader, bundled_models=(bundled.SMOLLM2,))
+    completions = CompletionService(models)
+    try:
+        texts = await asyncio.gather(*(stream_text(completions, "smollm2:135m") for _ in range(10)))
+        assert len(loads) == 1
+        assert all(texts)
+        assert models.loaded_models()[0].in_flight == 0
     finally:
         await models.close()
 
