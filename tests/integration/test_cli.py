@@ -351,6 +351,22 @@ def test_interactive_show_and_help(chat):
     assert chat.wait_exit(timeout=15) == 0
 
 
+def test_a_base_model_without_a_chat_template_completes_each_message(live_server):
+    terminal = Terminal(
+        [sys.executable, "-m", "ollm", "run", "gemma3:270m"], client_env(live_server)
+    )
+    try:
+        terminal.expect("has no chat template", COMMAND_TIMEOUT)
+        terminal.until_prompt()
+        terminal.line("/set parameter num_predict 8")
+        terminal.until_prompt()
+        assert reply_to(terminal, "The capital of France is")
+        terminal.line("/bye")
+        assert terminal.wait_exit(timeout=15) == 0
+    finally:
+        terminal.close()
+
+
 def test_stop_unloads_a_running_model(live_server):
     assert ollm(live_server, "run", MODEL, "Hi").returncode == 0
     result = ollm(live_server, "stop", MODEL)

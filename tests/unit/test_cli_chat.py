@@ -249,6 +249,24 @@ def test_help_show_and_unknown_commands():
     assert "Unknown command '/frobnicate'. Type /? for help" in output
 
 
+def test_completion_only_chat_sends_each_message_alone():
+    server = FakeServer()
+    server.stream("POST", "/api/generate", [{"response": "more"}, {"response": "", "done": True}])
+    chat = Chat(server, ["/set system Be terse.", "/set parameter top_k 3", "one", "two"])
+    chat.session.completion_only = True
+    output = chat.run()
+    assert output.count("more\n\n") == 2
+    _first, second = server.bodies("/api/generate")
+    assert second == {
+        "model": "smollm2:135m",
+        "prompt": "two",
+        "system": "Be terse.",
+        "stream": True,
+        "options": {"top_k": 3},
+    }
+    assert chat.session.messages == []
+
+
 def test_verbose_prints_timings_after_each_reply():
     server = FakeServer()
     server.stream("POST", "/api/chat", chat_events("a", "b", eval_duration=2_000_000_000))
@@ -259,7 +277,14 @@ def test_verbose_prints_timings_after_each_reply():
 # -- ollm run (one shot) ---------------------------------------------------------------
 
 
+CHAT_MODEL_SHOW = {"template": "{{ .Prompt }}", "details": {"family": "llama"}}
+
+
 def run_cli(server: FakeServer, *args: str, input: str | None = None):
+    """``ollm run ARGS`` against ``server`` (a chat model unless ``/api/show`` says else)."""
+    server.routes.setdefault(
+        ("POST", "/api/show"), lambda _request: httpx.Response(200, json=CHAT_MODEL_SHOW)
+    )
     return CliRunner().invoke(
         app, ["run", *args], input=input, obj=CliContext(transport=server.transport)
     )
@@ -295,10 +320,24 @@ def test_run_verbose_and_keepalive():
 
 def test_run_of_an_unknown_model_is_an_error():
     server = FakeServer()
-    server.json("POST", "/api/chat", {"error": "model 'nope' not found"}, status=404)
+    server.json("POST", "/api/show", {"error": "model 'nope' not found"}, status=404)
     result = run_cli(server, "nope", "hi")
     assert result.exit_code == 1
     assert result.stderr.strip() == "Error: model 'nope' not found"
+
+
+def test_a_model_without_a_chat_template_gets_a_plain_completion():
+    server = FakeServer()
+    server.json("POST", "/api/show", {"details": {"family": "gemma3"}})  # no template
+    server.stream(
+        "POST", "/api/generate", [{"response": " Paris."}, {"response": "", "done": True}]
+    )
+    result = run_cli(server, "gemma3:270m", "The capital of France is")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == " Paris.\n"
+    [body] = server.bodies("/api/generate")
+    assert body == {"model": "gemma3:270m", "prompt": "The capital of France is", "stream": True}
+    assert server.bodies("/api/chat") == []
 
 
 def test_run_without_a_server():

@@ -182,6 +182,24 @@ class OllamaClient:
         """Download a model; yields Ollama's progress objects (``POST /api/pull``)."""
         return self._stream("/api/pull", {"model": name, "stream": True})
 
+    def generate(
+        self,
+        model: str,
+        prompt: str,
+        *,
+        system: str | None = None,
+        options: dict[str, Any] | None = None,
+        keep_alive: str | int | None = None,
+        format: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Stream a completion of ``prompt`` (``POST /api/generate``), for models
+        without a chat template."""
+        body: dict[str, Any] = {"model": model, "prompt": prompt, "stream": True}
+        if system:
+            body["system"] = system
+        body.update(_extras(options, keep_alive, format))
+        return self._stream("/api/generate", body)
+
     def chat(
         self,
         model: str,
@@ -193,13 +211,22 @@ class OllamaClient:
     ) -> Iterator[dict[str, Any]]:
         """Stream a chat reply (``POST /api/chat``): message deltas, then a ``done`` object."""
         body: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
-        if options:
-            body["options"] = options
-        if keep_alive is not None:
-            body["keep_alive"] = keep_alive
-        if format:
-            body["format"] = format
+        body.update(_extras(options, keep_alive, format))
         return self._stream("/api/chat", body)
+
+
+def _extras(
+    options: dict[str, Any] | None, keep_alive: str | int | None, format: str | None
+) -> dict[str, Any]:
+    """The optional request fields shared by chat and generate, when set."""
+    extras: dict[str, Any] = {}
+    if options:
+        extras["options"] = options
+    if keep_alive is not None:
+        extras["keep_alive"] = keep_alive
+    if format:
+        extras["format"] = format
+    return extras
 
 
 def _parse_event(line: str) -> dict[str, Any]:

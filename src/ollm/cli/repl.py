@@ -7,9 +7,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.markup import escape
@@ -95,32 +95,43 @@ class ChatRepl:
 
     def turn(self, text: str) -> None:
         """Send one message and stream the reply; Ctrl+C stops the reply, not the chat."""
-        session = self.session
-        session.messages.append({"role": "user", "content": text})
         reply = Reply()
+        self.session.begin_turn(text)
         try:
-            events = self.client.chat(
-                session.model,
-                session.request_messages(),
-                options=session.options,
-                keep_alive=session.keep_alive,
-                format=session.format,
-            )
+            events = reply_events(self.client, self.session, text)
             print_stream(events, self.out, reply=reply, spinner=self.spinner)
         except KeyboardInterrupt:
-            pass  # stopped by the person: keep what was written (below)
+            pass  # stopped by the person: what was written is kept as the reply
         except ClientError as exc:
-            session.messages.pop()
+            self.session.end_turn(None)
             self.out.write("\n" if reply.text else "")
             self.console.print(f"[red]Error:[/red] {escape(str(exc))}")
             return
-        if reply.text:
-            # An interrupted reply is kept too: roles must keep alternating (some chat
-            # templates, Gemma's among them, refuse two user turns in a row).
-            session.messages.append({"role": "assistant", "content": reply.text})
-        else:
-            session.messages.pop()
+        # An interrupted reply is kept too: roles must keep alternating (some chat
+        # templates, Gemma's among them, refuse two user turns in a row).
+        self.session.end_turn(reply.text)
         self.out.write("\n\n" if reply.text else "\n")
         self.out.flush()
-        if session.verbose and reply.final:
+        if self.session.verbose and reply.final:
             self.console.print("\n".join(stats_lines(reply.final)) + "\n")
+
+
+def reply_events(client: OllamaClient, session: ChatSession, text: str) -> Iterator[dict[str, Any]]:
+    """The streamed reply to ``text`` (already added to the history by ``begin_turn``):
+    a chat turn, or a plain completion for a model without a chat template."""
+    if session.completion_only:
+        return client.generate(
+            session.model,
+            text,
+            system=session.system,
+            options=session.options,
+            keep_alive=session.keep_alive,
+            format=session.format,
+        )
+    return client.chat(
+        session.model,
+        session.request_messages(),
+        options=session.options,
+        keep_alive=session.keep_alive,
+        format=session.format,
+    )

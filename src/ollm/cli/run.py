@@ -6,10 +6,11 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from ollm.cli.client import OllamaClient
 from ollm.cli.common import HostOption, open_client, report_errors, stderr, stdout
-from ollm.cli.repl import ChatRepl
+from ollm.cli.repl import ChatRepl, reply_events
 from ollm.cli.session import ChatSession
 from ollm.cli.stream import print_stream, stats_lines
 
@@ -47,19 +48,21 @@ def _one_shot(client: OllamaClient, session: ChatSession, text: str) -> None:
     if not text:
         client.load(session.model, session.keep_alive)
         return
-    session.messages.append({"role": "user", "content": text})
-    events = client.chat(
-        session.model,
-        session.request_messages(),
-        keep_alive=session.keep_alive,
-        format=session.format,
-    )
+    _describe(client, session)
+    session.begin_turn(text)
     spinner = stderr() if sys.stdout.isatty() and sys.stderr.isatty() else None
-    reply = print_stream(events, sys.stdout, spinner=spinner)
+    reply = print_stream(reply_events(client, session, text), sys.stdout, spinner=spinner)
     sys.stdout.write("\n")
     sys.stdout.flush()
     if session.verbose and reply.final:
         stderr().print("\n".join(stats_lines(reply.final)))
+
+
+def _describe(client: OllamaClient, session: ChatSession) -> None:
+    """Ask the server about the model: an unknown one fails here, with a clear error;
+    one without a chat template (a base model) gets plain completions instead of chat."""
+    details = client.show(session.model)
+    session.completion_only = not details.get("template")
 
 
 def _interactive(client: OllamaClient, session: ChatSession) -> None:
@@ -67,9 +70,15 @@ def _interactive(client: OllamaClient, session: ChatSession) -> None:
     import readline  # noqa: F401  (line editing and history for input(); terminals only)
 
     err = stderr()
-    client.show(session.model)  # an unknown model fails here, before the first prompt
+    _describe(client, session)
     with err.status("", spinner="dots"):
         client.load(session.model, session.keep_alive)
     console = stdout()
+    if session.completion_only:
+        console.print(
+            f"{escape(session.model)} has no chat template: each message is completed on "
+            "its own, without the conversation before it.",
+            style="dim",
+        )
     repl = ChatRepl(session, client, console, sys.stdout, spinner=err if err.is_terminal else None)
     repl.run()

@@ -37,6 +37,7 @@ class ChatSession:
     keep_alive: str | None = None
     format: str | None = None
     verbose: bool = False
+    completion_only: bool = False  # no chat template: each message is completed on its own
 
     def set_parameter(self, name: str, values: list[str]) -> Any:
         """Parse and store one option; returns the stored value."""
@@ -58,6 +59,21 @@ class ChatSession:
             ) from None
         self.options[name] = value
         return value
+
+    def begin_turn(self, text: str) -> None:
+        """Add the person's message to the history (a completion keeps no history)."""
+        if not self.completion_only:
+            self.messages.append({"role": "user", "content": text})
+
+    def end_turn(self, reply: str | None) -> None:
+        """Add the reply; with no reply (an error, or stopped before any text), forget
+        the unanswered message, so user and assistant turns keep alternating."""
+        if self.completion_only:
+            return
+        if reply:
+            self.messages.append({"role": "assistant", "content": reply})
+        else:
+            self.messages.pop()
 
     def clear(self) -> None:
         """Forget the conversation (the system message and options stay)."""
