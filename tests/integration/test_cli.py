@@ -459,3 +459,54 @@ def test_pull_piped_prints_plain_lines_and_errors_exit_1(pull_server):
     missing = ollm(pull_server, "pull", "hf.co/TestOrg/no-such-repo")
     assert missing.returncode == 1
     assert missing.stderr.startswith("Error: ") and "Traceback" not in missing.stderr
+
+
+# -- a server that wants an API key ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def auth_server(
+    tmp_path_factory: pytest.TempPathFactory, ollm_home: Path
+) -> Iterator[tuple[str, Path]]:
+    """A server started with auth on (its URL and home), over a home holding one account."""
+    home = tmp_path_factory.mktemp("cli-auth-home")
+    gemma = bundled.locate(bundled.GEMMA3, ollm_home / "models")
+    assert gemma is not None
+    (home / "models" / "bundled").mkdir(parents=True)
+    (home / "models" / "bundled" / gemma.name).symlink_to(gemma)
+    env = {"OLLM_AUTH": "true", "OLLM_PRELOAD_DEFAULT_MODEL": "false", "OLLM_THREADS": "2"}
+    added = subprocess.run(
+        [sys.executable, "-m", "ollm", "users", "add", "alice", "--admin", "--password-stdin"],
+        env={**client_env("unused"), "OLLM_HOME": str(home)},
+        input="correct horse battery staple\n",
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+    )
+    assert added.returncode == 0, added.stderr
+    with run_server(home, home.parent / "cli-auth-server.log", **env) as base_url:
+        yield base_url, home
+
+
+def test_commands_send_the_api_key(auth_server):
+    url, home = auth_server
+    created = subprocess.run(
+        [sys.executable, "-m", "ollm", "keys", "create", "--user", "alice"],
+        env={**client_env("unused"), "OLLM_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+    )
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+
+    refused = ollm(url, "list")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("Error: ") and "OLLM_API_KEY" in refused.stderr
+
+    listed = ollm(url, "list", "--api-key", key)
+    assert listed.returncode == 0, listed.stderr
+    assert MODEL in listed.stdout
+    answered = ollm(url, "run", MODEL, "Say hi", "--api-key", key)
+    assert answered.returncode == 0, answered.stderr
+    assert answered.stdout.strip()

@@ -257,3 +257,28 @@ def test_host_option_beats_the_environment(server):
     )
     assert result.exit_code == 0
     assert seen == ["http://box:1234/api/tags"]
+
+
+def test_the_api_key_is_sent_as_a_bearer_token():
+    seen = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization"))
+        return httpx.Response(200, json={"models": []})
+
+    result = CliRunner().invoke(
+        app,
+        ["ps"],
+        obj=CliContext(transport=httpx.MockTransport(record)),
+        env={"OLLM_API_KEY": "ollm-secret"},
+    )
+    assert result.exit_code == 0
+    assert seen == ["Bearer ollm-secret"]
+
+
+def test_a_401_says_how_to_authenticate(server):
+    server.json("GET", "/api/tags", {"error": "authentication required"}, status=401)
+    result = invoke(server, "list")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: authentication required")
+    assert "OLLM_API_KEY" in result.stderr and "ollm keys create" in result.stderr

@@ -44,6 +44,14 @@ class ServerError(ClientError):
         self.status_code = status_code
 
 
+class AuthenticationError(ServerError):
+    """The server wants an API key (or a valid one)."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        hint = "Set OLLM_API_KEY or pass --api-key; `ollm keys create` makes a key."
+        super().__init__(f"{message}\n{hint}", status_code)
+
+
 class ConnectionLostError(ClientError):
     """The server went away in the middle of an answer."""
 
@@ -89,12 +97,27 @@ def _error_message(response: httpx.Response) -> str:
     return text or f"{response.status_code} {response.reason_phrase}"
 
 
+def _server_error(response: httpx.Response) -> ServerError:
+    """The error for an error response, by status: 401 says how to authenticate."""
+    kind = AuthenticationError if response.status_code == 401 else ServerError
+    return kind(_error_message(response), response.status_code)
+
+
 class OllamaClient:
     """Calls to ``/api/*``; streamed endpoints yield one parsed JSON object per line."""
 
-    def __init__(self, base_url: str, *, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url
-        self._http = httpx.Client(base_url=base_url, transport=transport, timeout=REQUEST_TIMEOUT)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(
+            base_url=base_url, headers=headers, transport=transport, timeout=REQUEST_TIMEOUT
+        )
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -117,7 +140,7 @@ class OllamaClient:
         except httpx.TransportError as exc:
             raise ConnectionLostError(f"lost the connection to {self.base_url}: {exc}") from None
         if response.is_error:
-            raise ServerError(_error_message(response), response.status_code)
+            raise _server_error(response)
         if not response.content:
             return None
         try:
@@ -136,7 +159,7 @@ class OllamaClient:
             with self._http.stream("POST", path, json=body, timeout=STREAM_TIMEOUT) as response:
                 if response.is_error:
                     response.read()
-                    raise ServerError(_error_message(response), response.status_code)
+                    raise _server_error(response)
                 for line in response.iter_lines():
                     if line.strip():
                         yield _parse_event(line)

@@ -26,6 +26,15 @@ HostOption = Annotated[
         show_default=False,
     ),
 ]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="OLLM_API_KEY",
+        help="API key, for a server started with --auth (`ollm keys create`).",
+        show_default=False,
+    ),
+]
 
 
 @dataclass
@@ -62,17 +71,18 @@ def stderr() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def open_client(ctx: typer.Context, host: str | None) -> OllamaClient:
-    """A client for ``host`` (``--host`` or ``OLLM_HOST``), using any injected transport."""
+def open_client(ctx: typer.Context, host: str | None, api_key: str | None) -> OllamaClient:
+    """A client for ``host`` (``--host`` or ``OLLM_HOST``) sending ``api_key`` if any,
+    using the transport injected through the context, if any."""
     obj = ctx.find_object(CliContext)
     transport = obj.transport if obj is not None else None
     with report_errors():
-        return OllamaClient(normalize_host(host), transport=transport)
+        return OllamaClient(normalize_host(host), api_key=api_key, transport=transport)
 
 
 def print_error(message: str) -> None:
     """``Error: message`` on stderr, the way ollama reports failures."""
-    stderr().print(f"[red]Error:[/red] {escape(message)}")
+    stderr().print(f"[red]Error:[/red] {escape(message)}", soft_wrap=True)
 
 
 @contextmanager
@@ -81,7 +91,7 @@ def report_errors() -> Iterator[None]:
     try:
         yield
     except ServerNotRunningError as exc:
-        stderr().print(escape(str(exc)))
+        stderr().print(escape(str(exc)), soft_wrap=True)
         raise typer.Exit(1) from None
     except ClientError as exc:
         print_error(str(exc))

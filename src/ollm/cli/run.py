@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from ollm.cli.client import OllamaClient
-from ollm.cli.common import HostOption, open_client, report_errors, stderr, stdout
+from ollm.cli.common import ApiKeyOption, HostOption, open_client, report_errors, stderr, stdout
 from ollm.cli.repl import ChatRepl, reply_events
 from ollm.cli.session import ChatSession
 from ollm.cli.stream import print_stream, stats_lines
@@ -30,12 +30,13 @@ def run(
     ] = None,
     format: Annotated[str | None, typer.Option("--format", help="Response format (json).")] = None,
     host: HostOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """Run a model: answer PROMPT and exit, or chat interactively."""
     session = ChatSession(model=model, keep_alive=keepalive, format=format, verbose=verbose)
     words = " ".join(prompt or [])
     piped = None if sys.stdin.isatty() else sys.stdin.read()
-    with open_client(ctx, host) as client, report_errors():
+    with open_client(ctx, host, api_key) as client, report_errors():
         if piped is None and not words:
             _interactive(client, session)
         else:
