@@ -7,6 +7,7 @@ are generated from the same descriptions.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -146,6 +147,24 @@ class Settings(BaseSettings):
     session_ttl_days: int = Field(
         30, ge=1, le=3650, description="Days a login session stays valid."
     )
+    insecure_no_auth: bool = Field(
+        False,
+        description=(
+            "Serve without authentication even on a non-loopback address (anyone who can "
+            "reach the port can use the server and read its chats)."
+        ),
+    )
+    local_username: str = Field(
+        "local", description="With auth off, the one account every chat belongs to."
+    )
+    chat_reply_reserve: int = Field(
+        512,
+        ge=1,
+        description=(
+            "Tokens kept free for the reply when a chat's history is fitted into the "
+            "context window (a chat's own max_tokens takes its place; at most half the window)."
+        ),
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -169,6 +188,11 @@ class Settings(BaseSettings):
     @classmethod
     def _memory_size(cls, value: Any) -> int | None:
         return None if value in (None, "") else parse_byte_size(value)
+
+    @property
+    def exposed_without_auth(self) -> bool:
+        """True when auth is off on an address other machines can reach."""
+        return not self.auth and not is_loopback_host(self.host)
 
     @property
     def models_dir(self) -> Path:
@@ -195,6 +219,16 @@ def normalize_database_url(url: str) -> str:
             f"(got {scheme or url!r})"
         )
     return f"{driver}://{rest}"
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine (``localhost``, 127/8, ::1)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # another host name: assume it is reachable from elsewhere
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -10,13 +10,19 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ollm import __version__
+from ollm.api.auth import authenticate
 from ollm.api.errors import install_error_handlers
 from ollm.api.ollama.routes import router as ollama_router
 from ollm.api.openai.routes import router as openai_router
+from ollm.api.v1.router import router as v1_router
+from ollm.db import create_engine, create_sessionmaker, upgrade_database
 from ollm.errors import OllmError
+from ollm.services.accounts import AccountService
+from ollm.services.chats import ChatService
 from ollm.services.completions import CompletionService
 from ollm.services.models import ModelService
 from ollm.settings import Settings
@@ -35,6 +41,22 @@ async def _preload(models: ModelService, name: str) -> None:
         log.warning("default model %s not preloaded: %s", name, exc.message)
 
 
+async def _open_store(app: FastAPI, settings: Settings) -> AsyncEngine:
+    """Migrate the database, build the services over it, mark replies a crash left
+    ``streaming`` as interrupted, and (auth off) make sure the local user exists."""
+    assert settings.database_url is not None  # always filled in by validation
+    await upgrade_database(settings.database_url)
+    engine = create_engine(settings.database_url)
+    sessions = create_sessionmaker(engine)
+    app.state.accounts = AccountService(sessions, settings)
+    app.state.chats = ChatService(sessions, app.state.completions, settings)
+    if swept := await app.state.chats.recover_interrupted():
+        log.warning("%d reply(s) cut off by the last shutdown are marked interrupted", swept)
+    if not settings.auth:
+        app.state.local_user = await app.state.accounts.ensure_local_user()
+    return engine
+
+
 def create_app(settings: Settings, *, models: ModelService | None = None) -> FastAPI:
     """Build the app. ``models`` lets tests inject a registry with a fake backend."""
 
@@ -44,12 +66,15 @@ def create_app(settings: Settings, *, models: ModelService | None = None) -> Fas
         app.state.settings = settings
         app.state.models = registry
         app.state.completions = CompletionService(registry)
+        database = await _open_store(app, settings)
         if settings.preload_default_model:
             await _preload(registry, settings.default_model)
         try:
             yield
         finally:
+            await app.state.chats.close()  # running replies are saved as interrupted
             await registry.close()
+            await database.dispose()
 
     app = FastAPI(
         title="ollm",
@@ -59,8 +84,10 @@ def create_app(settings: Settings, *, models: ModelService | None = None) -> Fas
         strict_content_type=False,  # a JSON body without a Content-Type is still JSON
     )
     install_error_handlers(app)
-    app.include_router(openai_router)
-    app.include_router(ollama_router)
+    # With auth on, every dialect needs a session or an API key (a no-op with auth off).
+    app.include_router(openai_router, dependencies=[Depends(authenticate)])
+    app.include_router(ollama_router, dependencies=[Depends(authenticate)])
+    app.include_router(v1_router)
 
     @app.get("/health", tags=["system"])
     async def health() -> dict[str, str]:

@@ -11,6 +11,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ollm.api.auth import CurrentPrincipal
+from ollm.services.accounts import AccountService
+from ollm.services.chats import ChatService
 from ollm.services.completions import CompletionService
 from ollm.services.models import ModelService
 from ollm.settings import Settings
@@ -33,6 +36,16 @@ def get_completions(request: Request) -> CompletionService:
     return request.app.state.completions
 
 
+def get_accounts(request: Request) -> AccountService:
+    """Accounts, sessions and API keys."""
+    return request.app.state.accounts
+
+
+def get_chats(request: Request) -> ChatService:
+    """Chats, their messages, and the replies running in them."""
+    return request.app.state.chats
+
+
 def caller_identity(request: Request) -> str:
     """Who is asking, as a fairness key for the scheduler (not authentication).
 
@@ -48,7 +61,17 @@ def caller_identity(request: Request) -> str:
     return "addr:unknown"
 
 
+def fairness_key(request: Request, principal: CurrentPrincipal) -> str:
+    """The scheduler's fairness key: the account when auth is on (so one person's keys
+    and sessions share one place in line), else :func:`caller_identity`."""
+    if principal.via != "local":
+        return f"user:{principal.user.id}"
+    return caller_identity(request)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ModelsDep = Annotated[ModelService, Depends(get_models)]
 CompletionsDep = Annotated[CompletionService, Depends(get_completions)]
-CallerDep = Annotated[str, Depends(caller_identity)]
+AccountsDep = Annotated[AccountService, Depends(get_accounts)]
+ChatsDep = Annotated[ChatService, Depends(get_chats)]
+CallerDep = Annotated[str, Depends(fairness_key)]

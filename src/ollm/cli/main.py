@@ -52,6 +52,22 @@ def serve(
         float | None, typer.Option(help="Target time between tokens while prefilling.")
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+    auth: Annotated[
+        bool | None,
+        typer.Option(
+            "--auth/--no-auth",
+            help="Require a login or an API key on every endpoint (OLLM_AUTH).",
+            show_default=False,
+        ),
+    ] = None,
+    insecure_no_auth: Annotated[
+        bool | None,
+        typer.Option(
+            "--insecure-no-auth",
+            help="Allow a non-loopback --host without auth: anyone who reaches it can use it.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start the HTTP server (OpenAI API under /v1)."""
     import uvicorn
@@ -65,6 +81,8 @@ def serve(
             home=home,
             default_model=default_model,
             log_level=log_level,
+            auth=auth,
+            insecure_no_auth=insecure_no_auth,
             engine={
                 "max_running": max_running,
                 "max_waiting": max_waiting,
@@ -78,6 +96,15 @@ def serve(
             field = ".".join(str(part) for part in error["loc"])
             console.print(f"[red]invalid setting {field}:[/red] {error['msg']}")
         raise typer.Exit(2) from None
+    if settings.exposed_without_auth and not settings.insecure_no_auth:
+        console.print(
+            f"[red]refusing to serve {settings.host} without authentication:[/red] anyone "
+            "who can reach it could use the models and read every chat.\n"
+            "Enable auth with [bold]--auth[/bold] (or OLLM_AUTH=true), then create the first "
+            "account with [bold]ollm users add NAME --admin[/bold] or by signing up; or "
+            "listen on 127.0.0.1; or, if you really mean it, pass --insecure-no-auth."
+        )
+        raise typer.Exit(2)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -1,0 +1,149 @@
+"""Who is asking: the current-user dependency, session cookies and CSRF.
+
+- Auth off (the default, on loopback): every request is the local user; any
+  ``Authorization`` header is ignored (OpenAI clients always send some key).
+- Auth on: ``Authorization: Bearer <api key>``, or the HttpOnly, SameSite=Lax session
+  cookie set by login. A cookie session is something a browser sends by itself, so unsafe
+  methods on it need the double-submit CSRF check: the readable ``csrf_token`` cookie
+  echoed in an ``X-CSRF-Token`` header (another site can make the browser send the cookie,
+  but cannot read it). A bearer key is only ever sent on purpose, so it needs no token.
+
+Failures are :class:`~ollm.errors.OllmError` subclasses, so every dialect answers in its
+own error shape. This module reads services from ``app.state`` itself rather than through
+:mod:`ollm.api.deps`, which builds on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from fastapi import Depends, Request, Response
+
+from ollm import security
+from ollm.db.models import Role
+from ollm.db.schemas import UserPublic
+from ollm.services.accounts import (
+    AccountService,
+    InvalidApiKeyError,
+    NotAuthenticatedError,
+    PermissionDeniedError,
+)
+from ollm.settings import Settings
+
+SESSION_COOKIE = "ollm_session"
+CSRF_COOKIE = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_BEARER = "bearer "
+
+
+class CsrfError(PermissionDeniedError):
+    """A cookie-authenticated unsafe request without the matching CSRF token."""
+
+    code = "csrf_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The account behind a request and how it proved it."""
+
+    user: UserPublic
+    via: Literal["local", "session", "key"]
+    session_token: str | None = None
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer …`` header, if there is one."""
+    header = request.headers.get("authorization", "")
+    if header[: len(_BEARER)].lower() != _BEARER:
+        return None
+    return header[len(_BEARER) :].strip() or None
+
+
+def _csrf_ok(request: Request) -> bool:
+    if request.method in SAFE_METHODS:
+        return True
+    return security.csrf_tokens_match(
+        request.cookies.get(CSRF_COOKIE), request.headers.get(CSRF_HEADER)
+    )
+
+
+def _cross_site(request: Request) -> bool:
+    """A browser says another site made this request. Without auth nothing else would stop
+    a web page from posting to a server on loopback: a text/plain body needs no CORS
+    preflight, and this server still reads it as JSON."""
+    return request.headers.get("sec-fetch-site", "").lower() == "cross-site"
+
+
+async def authenticate(request: Request) -> Principal:
+    """The caller's account, or 401 (in the dialect's error shape) when auth is on and
+    neither a valid key nor a valid session came along."""
+    settings: Settings = request.app.state.settings
+    if not settings.auth:
+        if request.method not in SAFE_METHODS and _cross_site(request):
+            raise CsrfError("cross-site requests may not change anything on this server")
+        return Principal(request.app.state.local_user, "local")
+    accounts: AccountService = request.app.state.accounts
+    if (key := bearer_token(request)) is not None:
+        user = await accounts.user_for_key(key)
+        if user is None:
+            raise InvalidApiKeyError("the API key is not valid (unknown, revoked or disabled)")
+        return Principal(user, "key")
+    token = request.cookies.get(SESSION_COOKIE)
+    user = await accounts.user_for_session(token) if token else None
+    if user is None:
+        raise NotAuthenticatedError(
+            "authentication required: log in, or send 'Authorization: Bearer <api key>'"
+        )
+    if not _csrf_ok(request):
+        raise CsrfError(
+            f"missing or wrong CSRF token: send the {CSRF_COOKIE} cookie's value in the "
+            f"{CSRF_HEADER} header"
+        )
+    return Principal(user, "session", session_token=token)
+
+
+def current_user(principal: Annotated[Principal, Depends(authenticate)]) -> UserPublic:
+    """The caller's account (see :func:`authenticate`)."""
+    return principal.user
+
+
+def admin_user(user: Annotated[UserPublic, Depends(current_user)]) -> UserPublic:
+    """The caller's account, which must be an admin (403 otherwise)."""
+    if user.role != Role.ADMIN:
+        raise PermissionDeniedError("this needs an admin account")
+    return user
+
+
+CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
+CurrentUser = Annotated[UserPublic, Depends(current_user)]
+AdminUser = Annotated[UserPublic, Depends(admin_user)]
+
+
+# -- cookies ------------------------------------------------------------------------------
+
+
+def set_session_cookies(response: Response, request: Request, token: str, csrf: str) -> None:
+    """Log the browser in: the HttpOnly session cookie and the readable CSRF cookie."""
+    settings: Settings = request.app.state.settings
+    max_age = settings.session_ttl_days * 86_400
+    secure = request.url.scheme == "https"
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        secure=secure,
+        path="/",
+    )
+    response.set_cookie(
+        CSRF_COOKIE, csrf, max_age=max_age, httponly=False, samesite="lax", secure=secure, path="/"
+    )
+
+
+def clear_session_cookies(response: Response) -> None:
+    """Log the browser out."""
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+    response.delete_cookie(CSRF_COOKIE, path="/", samesite="lax")

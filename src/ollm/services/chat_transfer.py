@@ -1,0 +1,250 @@
+"""Chats in and out: our JSON export (the whole message tree), Markdown (the active
+branch, for people), and imports of either our export or an OpenAI-style message list.
+
+The helpers here run inside a transaction the caller (``ChatService``) owns.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ollm.db import crud
+from ollm.db.models import Chat, Message, MessageRole, MessageStatus, utcnow
+from ollm.db.schemas import (
+    BranchMessage,
+    ChatCreate,
+    ChatParams,
+    ChatPublic,
+    MessageCreate,
+    ModelName,
+    Title,
+)
+from ollm.errors import InvalidRequestError
+
+EXPORT_FORMAT = "ollm.chat"
+MAX_IMPORT_MESSAGES = 100_000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- our own format -------------------------------------------------------------------------
+
+
+class ExportedMessage(_Strict):
+    """One node of the message tree; ``id``/``parent_id`` are only meaningful in the file."""
+
+    id: int
+    parent_id: int | None = None
+    role: MessageRole
+    content: str = ""
+    model: str | None = None
+    status: MessageStatus = MessageStatus.COMPLETE
+    prompt_tokens: int | None = Field(None, ge=0)
+    completion_tokens: int | None = Field(None, ge=0)
+    ttft_ms: float | None = Field(None, ge=0)
+    tokens_per_second: float | None = Field(None, ge=0)
+    created_at: datetime | None = None
+
+
+class ExportedChat(_Strict):
+    """A chat's settings in an export."""
+
+    title: Title = "Imported chat"
+    model: ModelName | None = None
+    system_prompt: str | None = None
+    params: ChatParams = Field(default_factory=ChatParams)
+    pinned: bool = False
+    archived: bool = False
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class ChatExport(_Strict):
+    """``GET /api/v1/chats/{id}/export``: every branch, importable as it is."""
+
+    format: Literal["ollm.chat"] = EXPORT_FORMAT
+    version: Literal[1] = 1
+    exported_at: datetime = Field(default_factory=utcnow)
+    chat: ExportedChat
+    active_leaf_id: int | None = None
+    messages: list[ExportedMessage] = Field(default_factory=list, max_length=MAX_IMPORT_MESSAGES)
+
+
+# -- OpenAI-style imports -------------------------------------------------------------------
+
+
+class OpenAIMessage(BaseModel):
+    """One message as OpenAI's API spells it. Other keys (``name``, ``refusal``…) are
+    ignored: exports from other tools carry all sorts, and only the text matters here."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _join_text_parts(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        texts = []
+        for i, part in enumerate(value):
+            if not isinstance(part, dict) or part.get("type") != "text":
+                raise ValueError(f"content part {i} is not a text part")
+            texts.append(str(part.get("text", "")))
+        return "\n".join(texts)
+
+
+class OpenAIChatImport(_Strict):
+    """``{"title", "model", "messages": [...]}``: a linear conversation. Leading system
+    (or developer) messages become the chat's system prompt."""
+
+    title: Title = "Imported chat"
+    model: ModelName | None = None
+    messages: list[OpenAIMessage] = Field(default_factory=list, max_length=MAX_IMPORT_MESSAGES)
+
+
+def _import_kind(value: Any) -> str:
+    # Our export always names its format; an OpenAI-style body never has that key.
+    is_ours = isinstance(value, ChatExport) or (isinstance(value, dict) and "format" in value)
+    return "ollm" if is_ours else "openai"
+
+
+ChatImport = Annotated[
+    Annotated[ChatExport, Tag("ollm")] | Annotated[OpenAIChatImport, Tag("openai")],
+    Discriminator(_import_kind),
+]
+
+
+# -- export -----------------------------------------------------------------------------------
+
+
+async def export_chat(session: AsyncSession, chat: Chat) -> ChatExport:
+    """The chat and its whole tree (every branch), oldest message first."""
+    # No CRUD function lists a whole tree: this read is the only one that needs it, and the
+    # caller has already checked the chat is the requester's.
+    rows = await session.scalars(
+        select(Message).where(Message.chat_id == chat.id).order_by(Message.id)
+    )
+    public = ChatPublic.model_validate(chat)
+    return ChatExport(
+        chat=ExportedChat(**public.model_dump(include=set(ExportedChat.model_fields))),
+        active_leaf_id=chat.active_leaf_id,
+        messages=[
+            ExportedMessage.model_validate(row, from_attributes=True)
+            for row in rows
+            if row.status != MessageStatus.STREAMING or row.content
+        ],
+    )
+
+
+def to_markdown(chat: ChatPublic, branch: list[BranchMessage]) -> str:
+    """The active branch as a Markdown document for reading or sharing."""
+    lines = [f"# {chat.title}", ""]
+    if chat.model:
+        lines += [f"*Model: {chat.model}*", ""]
+    if chat.system_prompt:
+        lines += ["## System", "", chat.system_prompt, ""]
+    for message in branch:
+        heading = message.role.value.capitalize()
+        if message.role == MessageRole.ASSISTANT and message.model:
+            heading += f" ({message.model})"
+        lines += [f"## {heading}", "", message.content, ""]
+        if message.status in (MessageStatus.INTERRUPTED, MessageStatus.ERROR):
+            lines += [f"*[{message.status.value}]*", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# -- import -----------------------------------------------------------------------------------
+
+
+def _tree_order(messages: list[ExportedMessage]) -> list[ExportedMessage]:
+    """Parents before children; refuses duplicate ids, unknown parents and cycles."""
+    by_id: dict[int, ExportedMessage] = {}
+    for message in messages:
+        if message.id in by_id:
+            raise InvalidRequestError(f"message id {message.id} appears twice", param="messages")
+        by_id[message.id] = message
+    children: dict[int | None, list[ExportedMessage]] = defaultdict(list)
+    for message in messages:
+        if message.parent_id is not None and message.parent_id not in by_id:
+            raise InvalidRequestError(
+                f"message {message.id} has parent_id {message.parent_id}, which is not in the "
+                "export",
+                param="messages",
+            )
+        children[message.parent_id].append(message)
+    ordered: list[ExportedMessage] = []
+    queue = deque(children[None])
+    while queue:
+        message = queue.popleft()
+        ordered.append(message)
+        queue.extend(children[message.id])
+    if len(ordered) != len(messages):
+        raise InvalidRequestError("the messages' parent links form a cycle", param="messages")
+    return ordered
+
+
+async def import_export(session: AsyncSession, owner_id: int, data: ChatExport) -> Chat:
+    """A new chat with the export's whole tree and active branch."""
+    info = data.chat
+    chat_in = ChatCreate(
+        title=info.title, model=info.model, system_prompt=info.system_prompt, params=info.params
+    )
+    chat = await crud.create_chat(session=session, owner_id=owner_id, chat_in=chat_in)
+    chat.pinned, chat.archived = info.pinned, info.archived
+    new_ids: dict[int, int] = {}
+    for message in _tree_order(data.messages):
+        fields = message.model_dump(exclude={"id", "parent_id", "created_at"})
+        if message.status == MessageStatus.STREAMING:
+            fields["status"] = MessageStatus.INTERRUPTED
+        parent = new_ids[message.parent_id] if message.parent_id is not None else None
+        row = await crud.add_message(
+            session=session,
+            owner_id=owner_id,
+            chat_id=chat.id,
+            message_in=MessageCreate(**fields, parent_id=parent),
+        )
+        assert row is not None  # the chat is ours and the parent was just added
+        if message.created_at is not None:
+            row.created_at = message.created_at
+        new_ids[message.id] = row.id
+    leaf = new_ids.get(data.active_leaf_id) if data.active_leaf_id is not None else None
+    if leaf is not None:
+        chat.active_leaf_id = leaf
+    chat.created_at = info.created_at or chat.created_at
+    chat.updated_at = info.updated_at or chat.updated_at
+    await session.flush()
+    return chat
+
+
+async def import_openai(session: AsyncSession, owner_id: int, data: OpenAIChatImport) -> Chat:
+    """A new chat whose one branch is the message list, in order."""
+    messages = list(data.messages)
+    system: list[str] = []
+    while messages and messages[0].role in ("system", "developer"):
+        system.append(messages.pop(0).content or "")
+    chat_in = ChatCreate(
+        title=data.title, model=data.model, system_prompt="\n\n".join(system) or None
+    )
+    chat = await crud.create_chat(session=session, owner_id=owner_id, chat_in=chat_in)
+    parent: int | None = None
+    for message in messages:
+        role = MessageRole.SYSTEM if message.role == "developer" else MessageRole(message.role)
+        row = await crud.add_message(
+            session=session,
+            owner_id=owner_id,
+            chat_id=chat.id,
+            message_in=MessageCreate(role=role, content=message.content or "", parent_id=parent),
+        )
+        assert row is not None
+        parent = row.id
+    return chat
