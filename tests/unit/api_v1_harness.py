@@ -35,10 +35,17 @@ PASSWORD = "correct horse battery"
 @dataclass
 class SlowFakeBackend(FakeBackend):
     """The fake model, taking ``delay`` seconds per forward pass (on the engine thread),
-    and remembering every prompt it was given as text."""
+    and remembering every prompt it was given as text. With ``numbered``, the n-th request
+    is answered "reply number n"."""
 
     delay: float = 0.0
+    numbered: bool = False
     prompts: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.numbered:
+            self.reply = lambda _prompt: f"reply number {len(self.prompts)}"
 
     def decode(self, items: Sequence[BatchItem]) -> list[int | None]:
         for item in items:
@@ -93,6 +100,7 @@ async def v1_app(
     max_waiting: int = 8,
     context: int = 256,
     checkpoint_seconds: float | None = None,
+    numbered_replies: bool = False,
     **settings: Any,
 ) -> AsyncIterator[Harness]:
     """The app with model ``fake:1`` (it has a chat template), lifespan running."""
@@ -113,6 +121,7 @@ async def v1_app(
             context_per_sequence=eng.context_per_sequence,
             reply=reply,
             delay=delay,
+            numbered=numbered_replies,
         )
         backends.append(backend)
         return backend
