@@ -179,9 +179,11 @@ def test_seeded_requests_reproduce_inside_a_batch(backend):
     params = [SamplingParams(temperature=0.8, seed=100 + i, max_tokens=48) for i in range(3)]
 
     async def body(engine):
-        solo = [(await collect(engine.generate(p, s)))[0] for p, s in zip(prompts, params)]
+        solo = [
+            (await collect(engine.generate(p, s)))[0] for p, s in zip(prompts, params, strict=True)
+        ]
         batch = await asyncio.gather(
-            *(collect(engine.generate(p, s)) for p, s in zip(prompts, params))
+            *(collect(engine.generate(p, s)) for p, s in zip(prompts, params, strict=True))
         )
         return solo, [text for text, _ in batch]
 

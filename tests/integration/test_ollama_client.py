@@ -213,7 +213,7 @@ def test_unknown_model_is_404(client: ollama.Client) -> None:
 
 def test_bad_requests_are_400(client: ollama.Client) -> None:
     for call in (
-        lambda: client.chat(model=CHAT_MODEL, messages=QUESTION, format="json"),
+        lambda: client.chat(model=CHAT_MODEL, messages=QUESTION, format="yaml"),
         lambda: client.chat(model=CHAT_MODEL, messages=QUESTION, options={"temperature": "hot"}),
         lambda: client.generate(model=CHAT_MODEL, prompt="x", suffix="y"),
         lambda: client.chat(model=CHAT_MODEL, messages=QUESTION, keep_alive="soon"),
@@ -278,3 +278,33 @@ def test_pull_errors(pull_server: str) -> None:
                 list(client.pull(name, stream=True))
             assert info.value.status_code == status
             assert info.value.error
+
+
+def test_format_json_gives_parseable_json(client: ollama.Client) -> None:
+    import json
+
+    question = [{"role": "user", "content": "Give me a JSON object describing a cat."}]
+    response = client.chat(
+        model=CHAT_MODEL,
+        messages=question,
+        format="json",
+        options={"temperature": 0, "num_predict": 120},
+    )
+    if response.done_reason == "stop":
+        assert isinstance(json.loads(response.message.content), dict)
+    else:  # cut by num_predict: still a JSON prefix, opening an object
+        assert response.message.content.lstrip().startswith("{")
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
+    shaped = client.chat(
+        model=CHAT_MODEL,
+        messages=question,
+        format=schema,
+        options={"temperature": 0, "num_predict": 120},
+    )
+    assert shaped.done_reason == "stop"
+    data = json.loads(shaped.message.content)
+    assert isinstance(data["name"], str) and isinstance(data["age"], int)

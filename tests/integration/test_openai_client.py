@@ -258,3 +258,24 @@ def test_waiting_client_leaving_aborts_generation(tight_server: str) -> None:
         response = served_after_slot_frees(http)
         assert response.status_code == 200, response.text
         assert response.json()["usage"]["completion_tokens"] == 4
+
+
+def test_response_format_json_schema(client: OpenAI) -> None:
+    import json
+
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["city", "population"],
+    }
+    response = client.chat.completions.create(
+        model="smollm2:135m",
+        messages=[{"role": "user", "content": "Describe Paris as JSON."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema}},
+        temperature=0,
+        max_tokens=120,
+    )
+    choice = response.choices[0]
+    assert choice.finish_reason == "stop"
+    data = json.loads(choice.message.content or "")
+    assert isinstance(data["city"], str) and isinstance(data["population"], int)

@@ -138,3 +138,15 @@ def test_prefill_and_generated_token_counters():
     assert h.loop.stats.prompt_tokens == 50
     assert h.loop.stats.generated_tokens == 2
     assert h.loop.stats.running == 0
+
+
+def test_a_sampler_that_cannot_be_built_fails_only_its_request():
+    h = Harness(reply=lambda _p: "ok", sampler_error=ValueError("bad grammar"))
+    h.add("a")
+    h.run()
+    assert h.final("a").finish_reason == "error"
+    assert "bad grammar" in (h.final("a").error or "")
+    h.backend.sampler_error = None
+    h.add("b")
+    h.run()
+    assert h.text("b") == "ok"

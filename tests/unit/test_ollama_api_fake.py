@@ -415,7 +415,7 @@ async def test_bad_input_is_400_in_ollama_shape(h: Harness) -> None:
         (b'{"messages": [', "not valid JSON"),
         (b"", "empty"),
         ({"messages": HI, "options": {"temperature": "hot"}}, "options.temperature"),
-        ({"messages": HI, "format": "json"}, "format"),
+        ({"messages": HI, "format": "yaml"}, "format"),
         ({"messages": HI, "keep_alive": "soon"}, "keep_alive"),
         ({"messages": [{"role": "user", "content": "x" * 300}]}, "context length"),
     ]

@@ -17,7 +17,7 @@ from ollm.api.ollama.schemas import (
     PullRequest,
     ShowRequest,
 )
-from ollm.engine.params import SamplingParams
+from ollm.engine.params import JsonOutput, SamplingParams
 
 USER = [{"role": "user", "content": "hi"}]
 CONTEXT = 2048
@@ -166,8 +166,8 @@ def test_unknown_top_level_fields_are_ignored(caplog: pytest.LogCaptureFixture) 
 @pytest.mark.parametrize(
     ("model", "body", "needle"),
     [
-        (ChatRequest, {"messages": USER, "format": "json"}, "format"),
-        (ChatRequest, {"messages": USER, "format": {"type": "object"}}, "format"),
+        (ChatRequest, {"messages": USER, "format": "yaml"}, "format"),
+        (ChatRequest, {"messages": USER, "format": ["json"]}, "format"),
         (ChatRequest, {"messages": USER, "tools": [{"type": "function"}]}, "tools"),
         (ChatRequest, {"messages": USER, "think": True}, "think"),
         (ChatRequest, {"messages": USER, "logprobs": True}, "logprobs"),
@@ -187,9 +187,14 @@ def test_unsupported_or_invalid_fields_are_400(
     assert needle in rejected(model, body)
 
 
-def test_format_names_what_is_missing() -> None:
-    message = rejected(ChatRequest, {"messages": USER, "format": "json"})
-    assert "not supported" in message
+def test_format_json_or_a_schema_constrains_the_output() -> None:
+    plain = ChatRequest.model_validate({"model": "m", "messages": USER, "format": "json"})
+    assert plain.sampling_params(context_length=64).json_output == JsonOutput(schema=None)
+    schema = {"type": "object", "properties": {"age": {"type": "integer"}}}
+    shaped = ChatRequest.model_validate({"model": "m", "messages": USER, "format": schema})
+    assert shaped.sampling_params(context_length=64).json_output == JsonOutput(schema=schema)
+    free = ChatRequest.model_validate({"model": "m", "messages": USER, "format": ""})
+    assert free.sampling_params(context_length=64).json_output is None
 
 
 # -- keep_alive ---------------------------------------------------------------------------

@@ -292,7 +292,7 @@ async def test_validation_errors_are_400_naming_the_field(h: Harness) -> None:
         ({"messages": HI, "n": 2}, "n"),
         ({"messages": HI, "logprobs": True}, "logprobs"),
         ({"messages": HI, "tools": [{"type": "function"}]}, "tools"),
-        ({"messages": HI, "response_format": {"type": "json_object"}}, "response_format.type"),
+        ({"messages": HI, "response_format": {"type": "xml"}}, "response_format.type"),
     ]
     for body, param in cases:
         response = await h.client.post("/v1/chat/completions", json=body)

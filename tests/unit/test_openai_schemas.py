@@ -114,7 +114,7 @@ def test_fields_the_openai_client_may_send_are_accepted_at_neutral_values() -> N
         ("logit_bias", {"50256": -100}, "logit_bias is not supported"),
         ("tools", [{"type": "function", "function": {"name": "f"}}], "tools is not supported"),
         ("tool_choice", "required", "tool_choice 'required'"),
-        ("response_format", {"type": "json_object"}, "json_object"),
+        ("response_format", {"type": "json_schema"}, "json_schema.schema"),
         ("modalities", ["text", "audio"], "modalities"),
         ("audio", {"voice": "alloy"}, "audio is not supported"),
         ("reasoning_effort", "low", "reasoning_effort is not supported"),
@@ -246,3 +246,27 @@ def test_chat_delta_leaves_out_unset_fields() -> None:
     assert data["choices"][0]["delta"] == {"content": "hi"}
     assert data["choices"][0]["finish_reason"] is None
     assert data["object"] == "chat.completion.chunk"
+
+
+def test_response_format_json_maps_to_a_json_constraint() -> None:
+    from ollm.api.openai.schemas import ChatCompletionRequest
+    from ollm.engine.params import JsonOutput
+
+    base = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    plain = ChatCompletionRequest.model_validate(
+        {**base, "response_format": {"type": "json_object"}}
+    )
+    assert plain.sampling_params().json_output == JsonOutput(schema=None)
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}}
+    shaped = ChatCompletionRequest.model_validate(
+        {
+            **base,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "p", "schema": schema},
+            },
+        }
+    )
+    assert shaped.sampling_params().json_output == JsonOutput(schema=schema)
+    text = ChatCompletionRequest.model_validate({**base, "response_format": {"type": "text"}})
+    assert text.sampling_params().json_output is None

@@ -64,6 +64,11 @@ class Backend(Protocol):
         """True for EOS / end-of-turn tokens."""
         ...
 
+    def check_params(self, params: SamplingParams) -> None:
+        """Raise ``InvalidRequestError`` for parameters this backend cannot honour
+        (called before a request is queued, so the client gets a 400, not a failed stream)."""
+        ...
+
     def new_sampler(self, params: SamplingParams) -> Sampler:
         """A sampler for one sequence; the caller closes it when the sequence ends."""
         ...

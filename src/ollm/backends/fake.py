@@ -40,6 +40,7 @@ class FakeBackend:
     context_per_sequence: int = 256
     reply: Callable[[list[int]], str] = lambda _prompt: "Hello from the fake model."
     fail_on_call: int | None = None
+    sampler_error: Exception | None = None
     calls: list[list[BatchItem]] = field(default_factory=list)
     cleared: list[int] = field(default_factory=list)
     facts: ModelFacts = field(
@@ -67,7 +68,12 @@ class FakeBackend:
     def is_end_of_generation(self, token: int) -> bool:
         return token == EOS
 
+    def check_params(self, params: SamplingParams) -> None:
+        pass
+
     def new_sampler(self, params: SamplingParams) -> FakeSampler:
+        if self.sampler_error is not None:
+            raise self.sampler_error
         return FakeSampler(params)
 
     def decode(self, items: Sequence[BatchItem]) -> list[int | None]:

@@ -136,8 +136,17 @@ class EngineLoop:
         outputs: list[RequestOutput] = []
         for request in step.admitted:
             live = self._live[request.request_id]
-            live.sampler = self.backend.new_sampler(request.params)
             live.queue_position = None
+            try:
+                live.sampler = self.backend.new_sampler(request.params)
+            except Exception as exc:  # e.g. a grammar llama.cpp rejects: this request only
+                log.warning("request %s: sampler failed: %s", request.request_id, exc)
+                self._finish(request.request_id, RequestStatus.FINISHED_ERROR, outputs, exc)
+        chunks = [c for c in step.chunks if c.request.request_id in self._live]
+        if not chunks:
+            self._emit_all(outputs)
+            return
+        step = SchedulerOutput(chunks, step.admitted)
         items = [self._batch_item(chunk) for chunk in step.chunks]
         try:
             sampled = self.backend.decode(items)

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class JsonOutput:
+    """Constrain the reply to JSON: any JSON object, or one matching a JSON ``schema``."""
+
+    schema: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +35,7 @@ class SamplingParams:
     min_tokens: int = 0
     stop: tuple[str, ...] = field(default_factory=tuple)
     ignore_eos: bool = False
+    json_output: JsonOutput | None = None
 
     @property
     def greedy(self) -> bool:

@@ -107,6 +107,7 @@ class CompletionService:
         if not tokens:
             raise InvalidRequestError("the prompt is empty", param=param)
         self._check_fits(loaded, len(tokens), params, param)
+        loaded.backend.check_params(params)
         request_id = uuid.uuid4().hex
         stream = loaded.engine.generate(tokens, params, user=user, request_id=request_id)
         leased = LeasedStream(stream, lambda: self.models.release(loaded))

@@ -11,6 +11,7 @@ no token limit. Responses stream by default.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from typing import Any, Literal
@@ -18,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ollm.chat.messages import ChatMessage
-from ollm.engine.params import SamplingParams
+from ollm.engine.params import JsonOutput, SamplingParams
 from ollm.settings import parse_duration
 
 log = logging.getLogger(__name__)
@@ -196,10 +197,21 @@ class _GenerationRequest(_ModelRequest):
 
     @field_validator("format")
     @classmethod
-    def _no_format(cls, value: Any) -> Any:
-        if value not in (None, ""):
-            raise _not_supported("format (structured or JSON output)")
-        return value
+    def _json_or_schema(cls, value: Any) -> Any:
+        if value in (None, "", "json") or isinstance(value, dict):
+            return value or None
+        raise ValueError('format must be "json" or a JSON schema object')
+
+    def json_output(self) -> JsonOutput | None:
+        """The structured-output constraint ``format`` asks for, if any."""
+        if self.format is None:
+            return None
+        return JsonOutput(schema=self.format if isinstance(self.format, dict) else None)
+
+    def sampling_params(self, *, context_length: int) -> SamplingParams:
+        """The engine's sampling parameters: ``options`` plus the ``format`` constraint."""
+        params = self.options.sampling_params(context_length=context_length)
+        return dataclasses.replace(params, json_output=self.json_output())
 
     @field_validator("think", "logprobs", "top_logprobs")
     @classmethod

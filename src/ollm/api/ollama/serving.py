@@ -87,7 +87,7 @@ async def chat(
     if not body.messages:
         return await load_or_unload(models, body.model_name, body.keep_alive, chat_wrap)
     messages = body.chat_messages()
-    params = body.options.sampling_params(context_length=_context_length(models))
+    params = body.sampling_params(context_length=_context_length(models))
 
     def start(p: SamplingParams) -> Awaitable[Generation]:
         return service.chat(
@@ -114,7 +114,7 @@ async def generate(
     timer = Timer()
     if not body.prompt:
         return await load_or_unload(models, body.model_name, body.keep_alive, generate_wrap)
-    params = body.options.sampling_params(context_length=_context_length(models))
+    params = body.sampling_params(context_length=_context_length(models))
     templated = not body.raw and (await models.get(body.model_name)).template is not None
 
     def start(p: SamplingParams) -> Awaitable[Generation]:

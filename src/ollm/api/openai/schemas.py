@@ -10,6 +10,7 @@ completions.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Literal
 
 from pydantic import (
@@ -23,7 +24,7 @@ from pydantic import (
 )
 
 from ollm.chat.messages import ChatMessage
-from ollm.engine.params import SamplingParams
+from ollm.engine.params import JsonOutput, SamplingParams
 
 MAX_STOP_STRINGS = 16
 OPENAI_TEMPERATURE = 1.0
@@ -194,17 +195,24 @@ class ChatMessageIn(_Strict):
 
 
 class ResponseFormat(_Strict):
-    """Only plain text output is supported."""
+    """``text`` (the default), ``json_object``, or ``json_schema`` with a schema."""
 
-    type: str
+    type: Literal["text", "json_object", "json_schema"]
     json_schema: dict[str, Any] | None = None
 
-    @field_validator("type")
-    @classmethod
-    def _text_only(cls, value: str) -> str:
-        if value != "text":
-            raise _not_supported(f"response_format type {value!r} (only 'text')")
-        return value
+    @model_validator(mode="after")
+    def _schema_when_asked(self) -> ResponseFormat:
+        if self.type == "json_schema" and not isinstance(
+            (self.json_schema or {}).get("schema"), dict
+        ):
+            raise ValueError("response_format json_schema needs json_schema.schema (an object)")
+        return self
+
+    def json_output(self) -> JsonOutput | None:
+        if self.type == "text":
+            return None
+        schema = (self.json_schema or {}).get("schema") if self.type == "json_schema" else None
+        return JsonOutput(schema=schema)
 
 
 class ChatCompletionRequest(_GenerationRequest):
@@ -233,6 +241,13 @@ class ChatCompletionRequest(_GenerationRequest):
     reasoning_effort: str | None = None
     verbosity: str | None = None
     web_search_options: dict[str, Any] | None = None
+
+    def sampling_params(self) -> SamplingParams:
+        """As for every request, plus the JSON constraint ``response_format`` asks for."""
+        params = super().sampling_params()
+        if self.response_format is None:
+            return params
+        return dataclasses.replace(params, json_output=self.response_format.json_output())
 
     @field_validator("logprobs")
     @classmethod

@@ -10,11 +10,14 @@ from ollm.backends.base import BatchItem, ModelFacts
 from ollm.backends.llamacpp.native import (
     ContextConfig,
     NativeContext,
+    NativeError,
     NativeModel,
     NativeSampler,
     SamplerConfig,
+    json_grammar,
 )
 from ollm.engine.params import SamplingParams
+from ollm.errors import InvalidRequestError
 from ollm.settings import EngineSettings
 
 
@@ -33,6 +36,7 @@ class LlamaCppSampler:
             presence_penalty=params.presence_penalty,
             penalty_last_n=params.penalty_last_n,
             seed=seed,
+            grammar=json_grammar(params.json_output.schema) if params.json_output else None,
         )
         banned = SamplerConfig(**{**_as_dict(config), "banned_tokens": tuple(eog)})
         self.params = params
@@ -105,6 +109,13 @@ class LlamaCppBackend:
 
     def is_end_of_generation(self, token: int) -> bool:
         return self._model.is_eog(token)
+
+    def check_params(self, params: SamplingParams) -> None:
+        if params.json_output is not None:
+            try:
+                json_grammar(params.json_output.schema)
+            except NativeError as exc:
+                raise InvalidRequestError(str(exc), param="format") from exc
 
     def new_sampler(self, params: SamplingParams) -> LlamaCppSampler:
         return LlamaCppSampler(self._model, params, self._eog)

@@ -8,12 +8,14 @@ sequences into one ``llama_batch``: llama-cpp-python's own helpers assume sequen
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import llama_cpp
 
@@ -45,6 +47,30 @@ def init_backend() -> None:
 
 def system_info() -> str:
     return llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
+
+
+def json_grammar(schema: Mapping[str, Any] | None) -> str:
+    """A GBNF grammar for any JSON object, or for objects matching a JSON schema."""
+    from llama_cpp import llama_grammar  # pure Python; only needed for structured output
+
+    if schema is None:
+        return _JSON_OBJECT_GBNF
+    try:
+        return llama_grammar.json_schema_to_gbnf(json.dumps(schema))
+    except Exception as exc:  # the converter raises plain exceptions on unsupported schemas
+        raise NativeError(f"unsupported JSON schema: {exc}") from exc
+
+
+# Any JSON object. Whitespace is bounded so a model cannot pad forever between tokens.
+_JSON_OBJECT_GBNF = r"""
+root   ::= object
+value  ::= object | array | string | number | ("true" | "false" | "null") ws
+object ::= "{" ws ( string ":" ws value ("," ws string ":" ws value)* )? "}" ws
+array  ::= "[" ws ( value ("," ws value)* )? "]" ws
+string ::= "\"" ( [^"\\\x7F\x00-\x1F] | "\\" (["\\bfnrt] | "u" [0-9a-fA-F]{4}) )* "\"" ws
+number ::= ("-"? ([0-9] | [1-9] [0-9]{0,15})) ("." [0-9]+)? ([eE] [-+]? [0-9] [1-9]{0,15})? ws
+ws     ::= | " " | "\n" [ \t]{0,20}
+"""
 
 
 def library_version() -> str:
@@ -106,6 +132,10 @@ class NativeModel:
     def chat_template(self) -> str | None:
         raw = llama_cpp.llama_model_chat_template(self.handle, None)
         return raw.decode("utf-8") if raw else None
+
+    @property
+    def vocab(self) -> llama_cpp.llama_vocab_p:
+        return self._vocab
 
     def bos(self) -> int:
         return llama_cpp.llama_vocab_bos(self._vocab)
@@ -261,6 +291,7 @@ class SamplerConfig:
     penalty_last_n: int
     seed: int
     banned_tokens: Sequence[int] = ()
+    grammar: str | None = None
 
 
 class NativeSampler:
@@ -270,6 +301,14 @@ class NativeSampler:
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         self._chain = chain
         add = lambda sampler: llama_cpp.llama_sampler_chain_add(chain, sampler)  # noqa: E731
+        if config.grammar is not None:
+            grammar = llama_cpp.llama_sampler_init_grammar(
+                model.vocab, config.grammar.encode("utf-8"), b"root"
+            )
+            if not grammar:
+                self.close()
+                raise NativeError("llama.cpp rejected the output grammar")
+            add(grammar)
         if (
             config.repeat_penalty != 1.0
             or config.frequency_penalty != 0.0
