@@ -98,7 +98,13 @@ class Settings(BaseSettings):
         default_factory=lambda: Path.home() / ".ollm",
         description="Data directory: database, models, KV snapshots.",
     )
-    host: str = Field("127.0.0.1", description="Address to listen on.")
+    host: str = Field(
+        "127.0.0.1",
+        description=(
+            "Address to listen on. Like Ollama's OLLAMA_HOST it may carry a port or a scheme "
+            "(`0.0.0.0:9000`, `http://127.0.0.1:9000`), so one OLLM_HOST serves server and CLI."
+        ),
+    )
     port: int = Field(8000, ge=0, le=65535, description="Port to listen on.")
     default_model: str = Field("smollm2:135m", description="Model used when none is named.")
     preload_default_model: bool = Field(
@@ -166,6 +172,16 @@ class Settings(BaseSettings):
         ),
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _split_host_port(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("host"), str):
+            host, port = split_host_port(data["host"])
+            data = {**data, "host": host}
+            if port is not None and data.get("port") is None:
+                data["port"] = port
+        return data
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str | None) -> str | None:
@@ -219,6 +235,27 @@ def normalize_database_url(url: str) -> str:
             f"(got {scheme or url!r})"
         )
     return f"{driver}://{rest}"
+
+
+def split_host_port(value: str) -> tuple[str, int | None]:
+    """``http://h:p``, ``h:p``, ``[v6]:p``, ``:p`` or ``h`` -> (host, port or None)."""
+    text = value.strip()
+    if "://" in text:
+        text = text.split("://", 1)[1]
+    text = text.split("/", 1)[0]
+    try:
+        ipaddress.IPv6Address(text)
+        return text, None  # a bare IPv6 address: its colons are not a port
+    except ValueError:
+        pass
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port_text = text.rpartition(":") if ":" in text else (text, "", "")
+    if port_text and not port_text.isdigit():
+        raise ValueError(f"invalid port in host {value!r}")
+    return host or "127.0.0.1", int(port_text) if port_text else None
 
 
 def is_loopback_host(host: str) -> bool:

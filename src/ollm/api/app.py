@@ -36,7 +36,7 @@ async def _preload(models: ModelService, name: str) -> None:
     A missing or broken default model is logged, not fatal: other models still serve.
     """
     try:
-        await models.get(name)
+        await models.get(name, keep_alive=-1)  # the default stays ready, as `make serve` promises
     except OllmError as exc:
         log.warning("default model %s not preloaded: %s", name, exc.message)
 
