@@ -101,6 +101,7 @@ async def v1_app(
     context: int = 256,
     checkpoint_seconds: float | None = None,
     numbered_replies: bool = False,
+    fail_on_call: int | None = None,
     **settings: Any,
 ) -> AsyncIterator[Harness]:
     """The app with model ``fake:1`` (it has a chat template), lifespan running."""
@@ -122,6 +123,7 @@ async def v1_app(
             reply=reply,
             delay=delay,
             numbered=numbered_replies,
+            fail_on_call=fail_on_call,
         )
         backends.append(backend)
         return backend
@@ -143,10 +145,17 @@ class LiveStream:
     sends it (httpx's ASGI transport only hands the body over once it is complete).
 
     ``disconnect()`` is the client leaving; leaving the ``async with`` does it too.
+    ``start_delay`` makes sending the response head take that long, as a real socket may.
     """
 
     def __init__(
-        self, app: FastAPI, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+        self,
+        app: FastAPI,
+        path: str,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        *,
+        start_delay: float = 0.0,
     ) -> None:
         self._app = app
         self._path = path
@@ -156,6 +165,7 @@ class LiveStream:
         self._leave = asyncio.Event()
         self._buffer = ""
         self._task: asyncio.Task[None] | None = None
+        self._start_delay = start_delay
         self.status: int | None = None
 
     async def __aenter__(self) -> LiveStream:
@@ -184,6 +194,7 @@ class LiveStream:
         async def send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 self.status = message["status"]
+                await asyncio.sleep(self._start_delay)
             elif message["type"] == "http.response.body":
                 self._chunks.put_nowait(message.get("body", b""))
 

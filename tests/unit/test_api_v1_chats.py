@@ -472,3 +472,39 @@ async def test_replies_left_streaming_are_marked_interrupted_at_start(tmp_path: 
         # The interrupted reply can be answered again.
         done = done_event((await h.client.post(f"/api/v1/chats/{chat_id}/regenerate")).text)
         assert done["message"]["content"] == REPLY
+
+
+# -- failures ---------------------------------------------------------------------------
+
+
+async def test_an_engine_failure_mid_reply_is_saved_as_an_error(tmp_path: Path) -> None:
+    async with v1_app(tmp_path, fail_on_call=6) as h:
+        chat = await new_chat(h.client)
+        response = await h.client.post(
+            f"/api/v1/chats/{chat['id']}/messages", json={"content": "hi"}
+        )
+        done = done_event(response.text)
+        assert done["finish_reason"] == "error"
+        assert done["error"]["code"] == "engine_error"
+        assert done["message"]["status"] == "error"
+        saved = (await get_chat(h.client, chat["id"]))["messages"]
+        assert [(m["role"], m["status"]) for m in saved] == [
+            ("user", "complete"),
+            ("assistant", "error"),
+        ]
+        assert REPLY.startswith(saved[1]["content"])  # the text before the failure is kept
+
+
+async def test_a_client_gone_before_the_first_event_still_stops_the_reply(
+    tmp_path: Path,
+) -> None:
+    async with v1_app(tmp_path, reply=lambda _p: "z" * 300, delay=0.02) as h:
+        chat = await new_chat(h.client)
+        url = f"/api/v1/chats/{chat['id']}/messages"
+        stream = LiveStream(h.app, url, {"content": "go"}, start_delay=0.2)
+        async with stream:
+            stream.disconnect()  # gone while the response head is being sent
+            assert await stream.rest() == []
+        saved = await wait_until_idle(h.client, chat["id"])
+        reply = saved["messages"][-1]
+        assert reply["status"] == "interrupted" and len(reply["content"]) < 300

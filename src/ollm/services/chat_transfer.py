@@ -138,11 +138,8 @@ async def export_chat(session: AsyncSession, chat: Chat) -> ChatExport:
     return ChatExport(
         chat=ExportedChat(**public.model_dump(include=set(ExportedChat.model_fields))),
         active_leaf_id=chat.active_leaf_id,
-        messages=[
-            ExportedMessage.model_validate(row, from_attributes=True)
-            for row in rows
-            if row.status != MessageStatus.STREAMING or row.content
-        ],
+        # A reply still being written is exported as it stands (imported as interrupted).
+        messages=[ExportedMessage.model_validate(row, from_attributes=True) for row in rows],
     )
 
 

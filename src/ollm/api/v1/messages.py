@@ -5,10 +5,12 @@ both turns are saved either way, and a reply whose client leaves is saved as int
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.background import BackgroundTask
 
 from ollm.api.auth import CurrentUser
 from ollm.api.deps import CallerDep, ChatsDep
@@ -30,9 +32,10 @@ _SSE = {
 
 async def _collect(reply: RunningReply) -> s.ReplyResult:
     done: DoneEvent | None = None
-    async for event in reply.events():
-        if isinstance(event, DoneEvent):
-            done = event
+    async with aclosing(reply.events()) as stream:  # cancelled: closed (and so stopped) now
+        async for event in stream:
+            if isinstance(event, DoneEvent):
+                done = event
     if done is None:
         raise EngineError("the reply ended without a result")
     return s.ReplyResult.of(reply.start_event, done)
@@ -40,7 +43,12 @@ async def _collect(reply: RunningReply) -> s.ReplyResult:
 
 async def _respond(reply: RunningReply, stream: bool, request: Request) -> Response:
     if stream:
-        return EventStreamResponse(sse_stream(reply.events()))
+        response = EventStreamResponse(sse_stream(reply.events()))
+        # A client gone before the first event leaves the event generator unstarted, so it
+        # never stops the reply itself; this runs however the response ends (a no-op when
+        # the reply is over).
+        response.background = BackgroundTask(reply.stop, "disconnected")
+        return response
     result = await cancel_on_disconnect(request, _collect(reply))
     return JSONResponse(result.model_dump(mode="json"))
 
