@@ -1,4 +1,5 @@
-"""A small synchronous client for the server's Ollama-style API (``/api/...``).
+"""A small synchronous client for the server's Ollama-style API (``/api/...``) and for
+the chats ollm keeps itself (``/api/v1/chats``).
 
 The CLI is an ordinary HTTP client of a running ``ollm serve``: it never imports the
 server. Every failure becomes a :class:`ClientError` whose message is fit to print, so
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -37,11 +38,15 @@ class ServerNotRunningError(ClientError):
 
 
 class ServerError(ClientError):
-    """The server answered with an error (``{"error": "..."}``)."""
+    """The server answered with an error (``{"error": "..."}``, or ``{"error": {...}}``
+    under ``/api/v1``, whose ``code`` names the error: ``chat_not_found``...)."""
 
-    def __init__(self, message: str, status_code: int | None = None) -> None:
+    def __init__(
+        self, message: str, status_code: int | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.code = code
 
 
 class AuthenticationError(ServerError):
@@ -97,10 +102,21 @@ def _error_message(response: httpx.Response) -> str:
     return text or f"{response.status_code} {response.reason_phrase}"
 
 
+def _error_code(response: httpx.Response) -> str | None:
+    """The ``code`` of an ``/api/v1`` error envelope, if there is one."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
+
+
 def _server_error(response: httpx.Response) -> ServerError:
     """The error for an error response, by status: 401 says how to authenticate."""
-    kind = AuthenticationError if response.status_code == 401 else ServerError
-    return kind(_error_message(response), response.status_code)
+    if response.status_code == 401:
+        return AuthenticationError(_error_message(response), response.status_code)
+    return ServerError(_error_message(response), response.status_code, _error_code(response))
 
 
 class OllamaClient:
@@ -131,10 +147,16 @@ class OllamaClient:
 
     # -- plumbing -------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
         """One request; the parsed JSON answer (``None`` for an empty body)."""
         try:
-            response = self._http.request(method, path, json=body)
+            response = self._http.request(method, path, json=body, params=params)
         except httpx.ConnectError:
             raise ServerNotRunningError(self.base_url) from None
         except httpx.TransportError as exc:
@@ -163,6 +185,33 @@ class OllamaClient:
                 for line in response.iter_lines():
                     if line.strip():
                         yield _parse_event(line)
+        except httpx.ConnectError:
+            raise ServerNotRunningError(self.base_url) from None
+        except httpx.TransportError as exc:
+            raise ConnectionLostError(f"lost the connection to {self.base_url}: {exc}") from None
+
+    def _sse(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """POST ``body`` and yield each server-sent event's JSON until ``[DONE]``.
+
+        An ``error`` event, or a ``done`` event that carries an error, raises. As with
+        :meth:`_stream`, closing the iterator early closes the connection.
+        """
+        try:
+            with self._http.stream("POST", path, json=body, timeout=STREAM_TIMEOUT) as response:
+                if response.is_error:
+                    response.read()
+                    raise _server_error(response)
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue  # blank separators, comments, ``event:`` lines
+                    data = line.removeprefix("data:").strip()
+                    if data == "[DONE]":
+                        return
+                    event = _parse_event(data)
+                    error = event.get("error") if event.get("type") == "done" else None
+                    if error:
+                        raise ServerError(_describe_error(error), code=_code_of(error))
+                    yield event
         except httpx.ConnectError:
             raise ServerNotRunningError(self.base_url) from None
         except httpx.TransportError as exc:
@@ -237,6 +286,56 @@ class OllamaClient:
         body.update(_extras(options, keep_alive, format))
         return self._stream("/api/chat", body)
 
+    # -- chats kept on the server (/api/v1) ------------------------------------------
+
+    def list_chats(self, *, limit: int = 20, q: str | None = None) -> dict[str, Any]:
+        """One page of the caller's chats, pinned first then most recently active
+        (``GET /api/v1/chats``): ``{"items": [...], "total": N, ...}``."""
+        params: dict[str, Any] = {"limit": limit}
+        if q:
+            params["q"] = q
+        return self._request("GET", "/api/v1/chats", params=params) or {}
+
+    def create_chat(self, model: str, **fields: Any) -> dict[str, Any]:
+        """A new, empty chat with ``model`` (``POST /api/v1/chats``); ``fields`` are
+        further :class:`ChatCreate` fields (``system_prompt``, ``params``)."""
+        return self._request("POST", "/api/v1/chats", {"model": model, **fields}) or {}
+
+    def get_chat(self, chat_id: str) -> dict[str, Any]:
+        """The chat with its active branch (``GET /api/v1/chats/{id}``)."""
+        return self._request("GET", f"/api/v1/chats/{_segment(chat_id)}") or {}
+
+    def update_chat(self, chat_id: str, **fields: Any) -> dict[str, Any]:
+        """Change the chat's model, system prompt or params (``PATCH``); fields left out
+        stay as they are."""
+        return self._request("PATCH", f"/api/v1/chats/{_segment(chat_id)}", fields) or {}
+
+    def send_message(self, chat_id: str, content: str) -> Iterator[dict[str, Any]]:
+        """Add a user turn and stream the reply (``POST /api/v1/chats/{id}/messages``):
+        ``start``, ``queue``..., ``delta``..., then ``done`` events. Both turns are saved
+        on the server; closing the stream early leaves the reply saved as interrupted."""
+        path = f"/api/v1/chats/{_segment(chat_id)}/messages"
+        return self._sse(path, {"content": content, "stream": True})
+
+    def stop_reply(self, chat_id: str) -> dict[str, Any]:
+        """Stop the chat's running reply, if any, and wait until it is saved."""
+        return self._request("POST", f"/api/v1/chats/{_segment(chat_id)}/stop") or {}
+
+
+def _segment(value: str) -> str:
+    """``value`` as one URL path segment (an id typed by a person may hold anything)."""
+    return quote(value, safe="")
+
+
+def _describe_error(error: Any) -> str:
+    """The message of an error value: a string, or an envelope with a ``message``."""
+    return str(error.get("message", error)) if isinstance(error, dict) else str(error)
+
+
+def _code_of(error: Any) -> str | None:
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
+
 
 def _extras(
     options: dict[str, Any] | None, keep_alive: str | int | None, format: str | None
@@ -260,7 +359,7 @@ def _parse_event(line: str) -> dict[str, Any]:
         raise ServerError(f"unexpected line from the server: {line[:200]}") from None
     if not isinstance(event, dict):
         raise ServerError(f"unexpected line from the server: {line[:200]}")
-    if "error" in event:
+    if "error" in event and event.get("type") is None:
         error = event["error"]
-        raise ServerError(error.get("message", str(error)) if isinstance(error, dict) else error)
+        raise ServerError(_describe_error(error), code=_code_of(error))
     return event

@@ -1,7 +1,8 @@
 """The ``ollm`` command line (Typer). ``ollm serve`` runs the server.
 
 The other commands are HTTP clients of a running server (``OLLM_HOST``): ``run`` in
-``run.py``, the model commands in ``models.py``.
+``run.py``, the model commands in ``models.py``, ``chats`` (chats kept on the server) in
+``chats.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from ollm import __version__
-from ollm.cli import models
+from ollm.cli import chats, models
 from ollm.cli.admin import register_admin_commands
 from ollm.cli.run import run
 from ollm.settings import load_settings
@@ -136,3 +137,4 @@ app.command()(models.pull)
 app.command()(models.rm)
 app.command()(models.cp)
 app.command()(models.stop)
+app.command("chats")(chats.list_chats)

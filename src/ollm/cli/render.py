@@ -1,4 +1,5 @@
-"""Rich renderings of what the server reports: model tables, model details, pull progress."""
+"""Rich renderings of what the server reports: model and chat tables, model details, pull
+progress."""
 
 from __future__ import annotations
 
@@ -49,6 +50,20 @@ def models_table(models: Iterable[dict[str, Any]]) -> Table:
             short_digest(model.get("digest")),
             human_size(model.get("size")),
             human_ago(model.get("modified_at")),
+        )
+    return table
+
+
+def chats_table(chats: Iterable[dict[str, Any]]) -> Table:
+    """``ollm chats``: ID, TITLE, MODEL, UPDATED (pinned chats marked)."""
+    table = _table("ID", "TITLE", "MODEL", "UPDATED")
+    for chat in chats:
+        title = chat.get("title") or ""
+        table.add_row(
+            Text(str(chat.get("id") or "")),
+            Text(f"{title} (pinned)" if chat.get("pinned") else title),
+            Text(chat.get("model") or ""),
+            human_ago(chat.get("updated_at")),
         )
     return table
 

@@ -3,11 +3,16 @@
 ``>>>`` reads a message (``\"\"\"`` opens a multi-line block, closed by a line ending in
 ``\"\"\"``); replies stream as they arrive; Ctrl+C stops a reply and stays; Ctrl+D or
 ``/bye`` leaves. Input and output are injected, so tests can drive it without a terminal.
+
+In a chat kept on the server (``--chat ID``, ``--save``) each message goes to
+``/api/v1/chats/{id}/messages`` and both turns are stored there; a reply stopped with
+Ctrl+C is saved as interrupted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -17,7 +22,7 @@ from rich.markup import escape
 from ollm.cli.client import ClientError, OllamaClient
 from ollm.cli.session import ChatSession
 from ollm.cli.slash import SlashCommands
-from ollm.cli.stream import Reply, print_stream, stats_lines
+from ollm.cli.stream import Reply, chat_stats_lines, print_stream, stats_lines
 
 PROMPT = ">>> "
 CONTINUATION = "... "
@@ -101,7 +106,8 @@ class ChatRepl:
             events = reply_events(self.client, self.session, text)
             print_stream(events, self.out, reply=reply, spinner=self.spinner)
         except KeyboardInterrupt:
-            pass  # stopped by the person: what was written is kept as the reply
+            # Stopped by the person: what was written is kept as the reply.
+            stop_on_server(self.client, self.session)
         except ClientError as exc:
             self.session.end_turn(None)
             self.out.write("\n" if reply.text else "")
@@ -113,12 +119,36 @@ class ChatRepl:
         self.out.write("\n\n" if reply.text else "\n")
         self.out.flush()
         if self.session.verbose and reply.final:
-            self.console.print("\n".join(stats_lines(reply.final)) + "\n")
+            self.console.print("\n".join(reply_stats(self.session, reply.final)) + "\n")
+        elif reply.final.get("dropped_turns"):
+            dropped = reply.final["dropped_turns"]
+            self.console.print(
+                f"({dropped} earlier turn(s) did not fit the context window and were left out)\n",
+                style="dim",
+            )
+
+
+def reply_stats(session: ChatSession, final: dict[str, Any]) -> list[str]:
+    """The ``--verbose`` lines for a reply's final event, in its API's terms."""
+    return chat_stats_lines(final) if session.chat_id else stats_lines(final)
+
+
+def stop_on_server(client: OllamaClient, session: ChatSession) -> None:
+    """After Ctrl+C in a server-side chat: the closed stream already stops the reply;
+    asking explicitly as well waits until it is saved, so the next message cannot find
+    the chat still busy. Best effort: a failure here changes nothing for the person."""
+    if session.chat_id is None:
+        return
+    with suppress(ClientError):
+        client.stop_reply(session.chat_id)
 
 
 def reply_events(client: OllamaClient, session: ChatSession, text: str) -> Iterator[dict[str, Any]]:
     """The streamed reply to ``text`` (already added to the history by ``begin_turn``):
-    a chat turn, or a plain completion for a model without a chat template."""
+    a turn of a chat kept on the server, a chat turn with the history kept here, or a
+    plain completion for a model without a chat template."""
+    if session.chat_id is not None:
+        return client.send_message(session.chat_id, text)
     if session.completion_only:
         return client.generate(
             session.model,

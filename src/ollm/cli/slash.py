@@ -1,4 +1,9 @@
-"""The slash commands of the interactive chat: ``/set``, ``/show``, ``/clear``, ``/bye``, ``/?``."""
+"""The slash commands of the interactive chat: ``/set``, ``/show``, ``/clear``, ``/bye``, ``/?``.
+
+In a chat kept on the server, ``/set parameter`` and ``/set system`` are stored with the
+chat (so they apply to every later turn, and when it is resumed), and ``/clear`` starts a
+new chat on the server, leaving the old one as it was.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,11 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.markup import escape
 
+from ollm.cli.chats import start_chat
 from ollm.cli.client import ClientError, OllamaClient
 from ollm.cli.common import print_table
 from ollm.cli.render import model_details, parse_parameters
-from ollm.cli.session import PARAMETERS, ChatSession, ParameterError
+from ollm.cli.session import NOT_CHAT_PARAMS, PARAMETERS, ChatSession, ParameterError
 
 HELP = """Available Commands:
   /set            Set session variables
@@ -75,8 +81,7 @@ class SlashCommands:
         if command in ("/bye", "/exit"):
             return False
         if command == "/clear":
-            self.session.clear()
-            self.say("Cleared session context")
+            self.clear()
         elif command == "/set":
             self.set(rest)
         elif command == "/show":
@@ -87,6 +92,32 @@ class SlashCommands:
             self.say(f"Unknown command '{command}'. Type /? for help")
         return True
 
+    def error(self, exc: ClientError) -> None:
+        """Show a failed request; the chat goes on."""
+        self.console.print(f"[red]Error:[/red] {escape(str(exc))}")
+
+    def clear(self) -> None:
+        """Forget the conversation; on the server, that means a new chat."""
+        if self.session.chat_id is None:
+            self.session.clear()
+            self.say("Cleared session context")
+            return
+        old = self.session.chat_id
+        try:
+            chat = start_chat(self.client, self.session)
+        except ClientError as exc:
+            self.error(exc)
+            return
+        # Never wrapped: an id split over two lines cannot be copied.
+        self.console.print(
+            escape(
+                f"Started a new chat on the server: {chat['id']}\n"
+                f"The previous one is kept; resume it with: ollm run {self.session.model} "
+                f"--chat {old}"
+            ),
+            soft_wrap=True,
+        )
+
     def set(self, rest: str) -> None:
         """``/set parameter|system|format|noformat|verbose|quiet``."""
         what, _, value = rest.partition(" ")
@@ -94,8 +125,9 @@ class SlashCommands:
         if what == "parameter":
             self.set_parameter(value)
         elif what == "system":
-            self.session.system = value or None
-            self.say("Set system message." if value else "Cleared system message.")
+            self.set_system(value or None)
+        elif what in ("format", "noformat") and self.session.chat_id is not None:
+            self.say("Formats are not available in a chat kept on the server.")
         elif what == "format" and value == "json":
             self.session.format = "json"
             self.say("Set format to 'json' mode.")
@@ -108,6 +140,17 @@ class SlashCommands:
         else:
             self.say(SET_HELP)
 
+    def set_system(self, value: str | None) -> None:
+        """``/set system``: here, and stored with the chat when the server keeps it."""
+        if self.session.chat_id is not None:
+            try:
+                self.client.update_chat(self.session.chat_id, system_prompt=value)
+            except ClientError as exc:
+                self.error(exc)
+                return
+        self.session.system = value
+        self.say("Set system message." if value else "Cleared system message.")
+
     def set_parameter(self, text: str) -> None:
         """``/set parameter NAME VALUE...``."""
         try:
@@ -117,10 +160,20 @@ class SlashCommands:
         if not words:
             self.say(parameter_help())
             return
+        if self.session.chat_id is not None and words[0] in NOT_CHAT_PARAMS:
+            self.say(f"'{words[0]}' is set by the server for chats it keeps.")
+            return
+        before = dict(self.session.options)
         try:
             value = self.session.set_parameter(words[0], words[1:])
+            if self.session.chat_id is not None:
+                self.client.update_chat(self.session.chat_id, params=self.session.chat_params())
         except ParameterError as exc:
             self.say(str(exc))
+            return
+        except ClientError as exc:
+            self.session.options = before
+            self.error(exc)
             return
         shown = ", ".join(value) if isinstance(value, list) else str(value)
         self.say(f"Set parameter '{words[0]}' to '{shown}'")
@@ -136,7 +189,7 @@ class SlashCommands:
         try:
             details = self.client.show(self.session.model)
         except ClientError as exc:
-            self.console.print(f"[red]Error:[/red] {escape(str(exc))}")
+            self.error(exc)
             return
         if what == "info":
             print_table(self.console, model_details(details))
