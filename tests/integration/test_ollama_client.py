@@ -213,7 +213,6 @@ def test_unknown_model_is_404(client: ollama.Client) -> None:
 
 def test_bad_requests_are_400(client: ollama.Client) -> None:
     for call in (
-        lambda: client.chat(model=CHAT_MODEL, messages=QUESTION, format="yaml"),
         lambda: client.chat(model=CHAT_MODEL, messages=QUESTION, options={"temperature": "hot"}),
         lambda: client.generate(model=CHAT_MODEL, prompt="x", suffix="y"),
         lambda: client.chat(model=CHAT_MODEL, messages=QUESTION, keep_alive="soon"),
