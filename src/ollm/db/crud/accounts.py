@@ -6,6 +6,7 @@ commit). Secrets are hashed by ``ollm.security``; nothing here returns a hash to
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -29,11 +30,9 @@ async def create_user(*, session: AsyncSession, user_in: UserCreate) -> User:
     """Add an account; raises :class:`UsernameTakenError` if the name is in use."""
     if await get_user_by_username(session=session, username=user_in.username) is not None:
         raise UsernameTakenError(f"username {user_in.username!r} is taken", param="username")
-    user = User(
-        username=user_in.username,
-        password_hash=security.hash_password(user_in.password),
-        role=user_in.role,
-    )
+    # argon2 takes tens of milliseconds by design: off the event loop (cffi drops the GIL).
+    password_hash = await asyncio.to_thread(security.hash_password, user_in.password)
+    user = User(username=user_in.username, password_hash=password_hash, role=user_in.role)
     session.add(user)
     await session.flush()
     return user
@@ -69,7 +68,7 @@ async def update_user(*, session: AsyncSession, user: User, user_in: UserUpdate)
     if user_in.disabled is not None:
         user.disabled = user_in.disabled
     if user_in.password is not None:
-        user.password_hash = security.hash_password(user_in.password)
+        user.password_hash = await asyncio.to_thread(security.hash_password, user_in.password)
     if user_in.password is not None or user_in.disabled:
         await delete_user_sessions(session=session, user_id=user.id)
     await session.flush()
@@ -83,13 +82,14 @@ async def authenticate(*, session: AsyncSession, username: str, password: str) -
     timing does not tell which usernames exist.
     """
     user = await get_user_by_username(session=session, username=username)
-    if not security.verify_password(password, user.password_hash if user else None):
+    known_hash = user.password_hash if user else None
+    if not await asyncio.to_thread(security.verify_password, password, known_hash):
         return None
     assert user is not None  # verify_password is False without a hash
     if user.disabled:
         return None
     if security.password_needs_rehash(user.password_hash):
-        user.password_hash = security.hash_password(password)
+        user.password_hash = await asyncio.to_thread(security.hash_password, password)
         await session.flush()
     return user
 
