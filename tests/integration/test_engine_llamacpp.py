@@ -207,3 +207,30 @@ def test_min_tokens_holds_back_end_of_generation(backend):
     (_, short), (_, held) = run_engine(backend, body)
     assert short[-1].finish_reason == "stop" and short[-1].num_output_tokens < 20
     assert held[-1].num_output_tokens >= 20
+
+
+def test_a_follow_up_turn_reuses_the_cached_prefix_and_answers_the_same(backend):
+    history = chat_prompt(backend, "Name three rivers in Europe.")
+    params = SamplingParams(temperature=0, max_tokens=24)
+
+    async def body(engine):
+        first = await collect(engine.generate(history, params, user="alice"))
+        reply = backend.tokenize(first[0], add_special=False, parse_special=False)
+        turn = backend.tokenize(
+            "<|im_end|>\n<|im_start|>user\nAnd three in Asia?<|im_end|>\n<|im_start|>assistant\n",
+            add_special=False,
+            parse_special=True,
+        )
+        follow_up = history + reply + turn
+        before = engine.stats.prompt_tokens
+        warm = await collect(engine.generate(follow_up, params, user="alice"))
+        computed = engine.stats.prompt_tokens - before
+        cold = await collect(engine.generate(follow_up, params, user="bob"))
+        return len(follow_up), computed, warm, cold
+
+    total, computed, (warm_text, warm), (cold_text, cold) = run_engine(backend, body)
+    cached = warm[-1].num_cached_tokens
+    assert cached >= len(chat_prompt(backend, "Name three rivers in Europe.")) - 1
+    assert computed == total - cached  # only the new tokens were prefilled
+    assert cold[-1].num_cached_tokens == 0  # bob never hits alice's cache
+    assert warm_text == cold_text  # reused KV answers exactly as recomputed KV

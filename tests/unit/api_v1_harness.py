@@ -49,8 +49,10 @@ class SlowFakeBackend(FakeBackend):
 
     def decode(self, items: Sequence[BatchItem]) -> list[int | None]:
         for item in items:
-            if item.start_pos == 0:
-                self.prompts.append(bytes(t - 2 for t in item.tokens if t >= 2).decode())
+            if item.sample and item.num_generated == 0:  # the whole prompt is in the KV now
+                # (a reused prefix is already there: only the new tokens are fed)
+                tokens = self._kv.get(item.seq_id, [])[: item.start_pos] + list(item.tokens)
+                self.prompts.append(bytes(t - 2 for t in tokens if t >= 2).decode())
         if self.delay:
             time.sleep(self.delay)
         return super().decode(items)

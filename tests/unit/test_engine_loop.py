@@ -101,7 +101,7 @@ def test_abort_frees_the_slot_at_the_next_step():
     h.loop.inbox.put(AbortRequest("long"))
     h.loop.run_once()
     assert h.loop.scheduler.num_running == 0
-    assert h.backend.cleared == [0]
+    assert h.loop.stats.running == 0 and h.loop.scheduler.slots.num_free == 1
     assert h.final("long").finish_reason == "abort"
     h.add("next")  # the freed slot serves the next request
     h.run()
@@ -150,3 +150,20 @@ def test_a_sampler_that_cannot_be_built_fails_only_its_request():
     h.add("b")
     h.run()
     assert h.text("b") == "ok"
+
+
+def test_a_follow_up_prompt_prefills_only_its_new_tokens_and_only_for_the_same_user():
+    h = Harness(reply=lambda _p: "ok")
+    h.add("one", prompt="The same long system prompt. First question?", user="alice")
+    h.run()
+    h.add("two", prompt="The same long system prompt. Second question?", user="alice")
+    h.run()
+    shared = len("The same long system prompt. ")
+    assert h.final("two").num_cached_tokens == shared
+    assert h.loop.stats.prefix_hits == 1 and h.loop.stats.cached_prompt_tokens == shared
+    fed = [item for call in h.backend.calls for item in call if item.start_pos == shared]
+    assert fed and fed[0].tokens[0] == encode_bytes("S")[0]  # prefill resumed at the change
+    h.add("three", prompt="The same long system prompt. Second question?", user="mallory")
+    h.run()
+    assert h.final("three").num_cached_tokens == 0  # another user's prefix is never used
+    assert h.text("three") == "ok"

@@ -6,6 +6,7 @@ from ollm.engine.budget import StepBudget
 from ollm.engine.params import SamplingParams
 from ollm.engine.request import Request, RequestStatus
 from ollm.engine.scheduler import FairQueue, Scheduler
+from ollm.engine.slots import SlotPool
 
 
 def make_request(rid: str, prompt_len: int = 10, user: str = "u") -> Request:
@@ -178,3 +179,36 @@ def test_a_time_bound_budget_chunks_a_long_prompt_beside_a_decoding_stream():
         assert any(c.request.request_id == "stream" for c in step.chunks)
         sizes.append(step.num_tokens)
     assert max(sizes) <= 40  # 0.2 s at 5 ms a token
+
+
+def test_a_freed_slot_keeps_its_prefix_for_the_same_owner_only():
+    pool = SlotPool(2)
+    first = pool.allocate("alice", [1, 2, 3])
+    assert first.reused == 0
+    pool.free(first.seq_id, owner="alice", tokens=[1, 2, 3, 9])
+    assert pool.allocate("bob", [1, 2, 3, 4]).reused == 0  # never across owners
+    again = pool.allocate("alice", [1, 2, 3, 4, 5])
+    assert again == (first.seq_id, 3)
+
+
+def test_reuse_leaves_one_prompt_token_to_compute_and_lru_prefers_empty_slots():
+    pool = SlotPool(3)
+    grants = [pool.allocate("u", [7]) for _ in range(3)]
+    pool.free(grants[0].seq_id, owner="u", tokens=[1, 2, 3])
+    pool.free(grants[1].seq_id)  # nothing cached
+    assert pool.allocate("u", [1, 2, 3]) == (grants[0].seq_id, 2)  # the last one is recomputed
+    assert pool.allocate("u", [5, 6]).seq_id == grants[1].seq_id  # empty before cached
+
+
+def test_admission_starts_prefill_after_the_reused_prefix():
+    scheduler = Scheduler(num_slots=1, context_per_sequence=4096)
+    first = make_request("first", prompt_len=20)
+    scheduler.add(first)
+    while not first.output_tokens:
+        run_step(scheduler)
+    run_step(scheduler)  # one decode step: the sampled token is now in the KV too
+    scheduler.finish(first, RequestStatus.FINISHED_STOP)
+    follow = Request("follow", [*first.prompt_tokens, 7, 99, 100], SamplingParams(), user="u")
+    scheduler.add(follow)
+    step = run_step(scheduler)
+    assert follow.num_cached == 21 and step.chunks[0].start == 21 and step.chunks[0].num_tokens == 2

@@ -37,6 +37,9 @@ class ModelFacts:
     add_bos: bool = True
     chat_template: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    # Whether a slot's KV can be cut back to a prefix and extended (not so for sliding-
+    # window or recurrent models, whose cache cannot be rewound to an arbitrary position).
+    prefix_reuse: bool = True
 
 
 class Sampler(Protocol):
@@ -77,8 +80,9 @@ class Backend(Protocol):
         """One forward pass over every item; the sampled token per item (None if not sampled)."""
         ...
 
-    def clear_sequence(self, seq_id: int) -> None:
-        """Forget the KV of one slot so it can be reused."""
+    def trim_sequence(self, seq_id: int, *, keep: int) -> None:
+        """Drop a slot's KV from position ``keep`` on (0 clears it); the first ``keep``
+        positions are a prefix the next request reuses."""
         ...
 
     def close(self) -> None:

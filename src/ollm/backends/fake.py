@@ -42,7 +42,7 @@ class FakeBackend:
     fail_on_call: int | None = None
     sampler_error: Exception | None = None
     calls: list[list[BatchItem]] = field(default_factory=list)
-    cleared: list[int] = field(default_factory=list)
+    trims: list[tuple[int, int]] = field(default_factory=list)
     facts: ModelFacts = field(
         default_factory=lambda: ModelFacts(
             vocab_size=256 + _OFFSET,
@@ -96,9 +96,10 @@ class FakeBackend:
         index = item.num_generated % len(reply) if ignore_eos else item.num_generated
         return reply[index] if index < len(reply) else EOS
 
-    def clear_sequence(self, seq_id: int) -> None:
-        self.cleared.append(seq_id)
-        self._kv.pop(seq_id, None)
+    def trim_sequence(self, seq_id: int, *, keep: int) -> None:
+        self.trims.append((seq_id, keep))
+        kv = self._kv.setdefault(seq_id, [])
+        del kv[keep:]
 
     def close(self) -> None:
         self._kv.clear()

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ollm.backends.base import Backend
@@ -21,6 +24,12 @@ from ollm.engine.params import SamplingParams
 from ollm.engine.request import Request
 from ollm.engine.scheduler import Scheduler
 from ollm.errors import InvalidRequestError, QueueFullError, ShuttingDownError
+
+log = logging.getLogger(__name__)
+
+OutputObserver = Callable[[list[RequestOutput], float], None]
+"""Sees every step's deltas on the event loop, with the ``time.monotonic()`` the engine
+emitted them at, before they reach the mailboxes (metrics: TTFT, inter-token latency)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +106,21 @@ class AsyncEngine:
     """Owns one engine thread and the mailboxes of its requests."""
 
     def __init__(
-        self, backend: Backend, limits: EngineLimits, *, owns_backend: bool = True
+        self,
+        backend: Backend,
+        limits: EngineLimits,
+        *,
+        owns_backend: bool = True,
+        observer: OutputObserver | None = None,
     ) -> None:
         self.limits = limits
+        self._observer = observer
         self.backend = backend
         self._owns_backend = owns_backend
         scheduler = Scheduler(
-            num_slots=limits.max_running, context_per_sequence=limits.context_per_sequence
+            num_slots=limits.max_running,
+            context_per_sequence=limits.context_per_sequence,
+            prefix_reuse=backend.facts.prefix_reuse,
         )
         budget = StepBudget(
             target_seconds=limits.step_target_seconds, max_tokens=limits.max_step_tokens
@@ -163,9 +180,15 @@ class AsyncEngine:
     def _on_outputs(self, outputs: list[RequestOutput]) -> None:
         """Called on the engine thread: hop to the event loop with this step's deltas."""
         if self._event_loop is not None and not self._event_loop.is_closed():
-            self._event_loop.call_soon_threadsafe(self._deliver, outputs)
+            emitted = time.monotonic()
+            self._event_loop.call_soon_threadsafe(self._deliver, outputs, emitted)
 
-    def _deliver(self, outputs: list[RequestOutput]) -> None:
+    def _deliver(self, outputs: list[RequestOutput], emitted: float = 0.0) -> None:
+        if self._observer is not None:
+            try:
+                self._observer(outputs, emitted)
+            except Exception:  # metrics must never stall a stream
+                log.exception("output observer failed")
         for output in outputs:
             mailbox = self._mailboxes.get(output.request_id)
             if mailbox is not None:

@@ -12,8 +12,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from ollm.backends.base import Backend, BatchItem, Sampler
 from ollm.engine.budget import StepBudget
@@ -38,9 +39,39 @@ class _Live:
     queue_position: int | None = None
 
 
+class Distribution:
+    """Observations counted per bucket (``counts[i]``: values <= ``bounds[i]``; the last
+    count is above every bound), written by the engine thread alone, read when reporting.
+
+    No lock: a reader copies ``counts`` (one list copy under the GIL), so a report may miss
+    the latest observation but its buckets always add up to its total count.
+    """
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.total = 0.0  # sum of the observed values
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+
+BATCH_SEQUENCE_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+BATCH_TOKEN_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+QUEUE_WAIT_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
 @dataclass(slots=True)
 class EngineStats:
-    """Counters read by other threads (ints, so reads are atomic enough for reporting)."""
+    """Counters read by other threads (ints, so reads are atomic enough for reporting).
+
+    ``kv_cells_used``: KV cells holding running sequences' tokens. The distributions
+    record each step's sequences and tokens, and each request's seconds from arrival to
+    admission; metrics read them at scrape time.
+    """
 
     steps: int = 0
     running: int = 0
@@ -48,7 +79,16 @@ class EngineStats:
     prompt_tokens: int = 0
     generated_tokens: int = 0
     last_batch_tokens: int = 0
+    admissions: int = 0
+    prefix_hits: int = 0
+    cached_prompt_tokens: int = 0
     peak_batch_sequences: int = 0
+    kv_cells_used: int = 0
+    batch_sequences: Distribution = field(
+        default_factory=lambda: Distribution(BATCH_SEQUENCE_BOUNDS)
+    )
+    batch_tokens: Distribution = field(default_factory=lambda: Distribution(BATCH_TOKEN_BOUNDS))
+    queue_wait: Distribution = field(default_factory=lambda: Distribution(QUEUE_WAIT_BOUNDS))
 
 
 class EngineLoop:
@@ -134,9 +174,12 @@ class EngineLoop:
 
     def _step(self, step: SchedulerOutput) -> None:
         outputs: list[RequestOutput] = []
+        admitted_at = time.monotonic()
         for request in step.admitted:
+            self.stats.queue_wait.observe(admitted_at - request.arrival)
             live = self._live[request.request_id]
             live.queue_position = None
+            self._account_prefix(request)
             try:
                 live.sampler = self.backend.new_sampler(request.params)
             except Exception as exc:  # e.g. a grammar llama.cpp rejects: this request only
@@ -159,6 +202,8 @@ class EngineLoop:
         self.stats.steps += 1
         self.stats.last_batch_tokens = step.num_tokens
         self.stats.peak_batch_sequences = max(self.stats.peak_batch_sequences, len(step.chunks))
+        self.stats.batch_sequences.observe(len(step.chunks))
+        self.stats.batch_tokens.observe(step.num_tokens)
         for chunk, token in zip(step.chunks, sampled, strict=True):
             if chunk.start < chunk.request.num_prompt_tokens:
                 self.stats.prompt_tokens += chunk.num_tokens
@@ -224,9 +269,7 @@ class EngineLoop:
         if live is None:
             return  # already finished (an abort racing the last token)
         request = live.request
-        seq_id = self.scheduler.finish(request, status)
-        if seq_id is not None:
-            self.backend.clear_sequence(seq_id)
+        self.scheduler.finish(request, status)
         if live.sampler is not None:
             live.sampler.close()
         final = self._output(request, live.detokenizer.flush())
@@ -243,6 +286,15 @@ class EngineLoop:
 
     # -- helpers ---------------------------------------------------------------------
 
+    def _account_prefix(self, request: Request) -> None:
+        """Cut the slot's KV back to the prefix this request reuses, and count the hit."""
+        assert request.seq_id is not None
+        self.backend.trim_sequence(request.seq_id, keep=request.num_cached)
+        self.stats.admissions += 1
+        if request.num_cached:
+            self.stats.prefix_hits += 1
+            self.stats.cached_prompt_tokens += request.num_cached
+
     def _output(self, request: Request, text: str, token: int | None = None) -> RequestOutput:
         latency = None
         if request.first_token_time is not None and len(request.output_tokens) == 1:
@@ -252,6 +304,7 @@ class EngineLoop:
             text=text,
             token_ids=(token,) if token is not None else (),
             num_prompt_tokens=request.num_prompt_tokens,
+            num_cached_tokens=request.num_cached,
             num_output_tokens=len(request.output_tokens),
             first_token_latency=latency,
         )
@@ -275,3 +328,4 @@ class EngineLoop:
     def _update_stats(self) -> None:
         self.stats.running = self.scheduler.num_running
         self.stats.waiting = self.scheduler.num_waiting
+        self.stats.kv_cells_used = sum(r.num_computed for r in self.scheduler.running)

@@ -18,6 +18,7 @@ class RequestOutput:
     text: str = ""
     token_ids: tuple[int, ...] = ()
     num_prompt_tokens: int = 0
+    num_cached_tokens: int = 0
     num_output_tokens: int = 0
     finish_reason: str | None = None
     error: str | None = None
@@ -33,6 +34,7 @@ class RequestOutput:
         self.text += newer.text
         self.token_ids += newer.token_ids
         self.num_prompt_tokens = newer.num_prompt_tokens
+        self.num_cached_tokens = newer.num_cached_tokens
         self.num_output_tokens = newer.num_output_tokens
         self.finish_reason = newer.finish_reason
         self.error = newer.error

@@ -41,6 +41,7 @@ class Request:
     status: RequestStatus = RequestStatus.WAITING
     seq_id: int | None = None
     num_computed: int = 0
+    num_cached: int = 0  # prompt tokens whose KV was reused from the slot's cache
     output_tokens: list[int] = field(default_factory=list)
     first_token_time: float | None = None
 

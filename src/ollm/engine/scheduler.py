@@ -117,9 +117,14 @@ class Scheduler:
     """Decides each step's batch and owns the lifecycle of requests inside the engine."""
 
     def __init__(
-        self, *, num_slots: int, context_per_sequence: int, min_prefill_tokens: int = 8
+        self,
+        *,
+        num_slots: int,
+        context_per_sequence: int,
+        min_prefill_tokens: int = 8,
+        prefix_reuse: bool = True,
     ) -> None:
-        self.slots = SlotPool(num_slots)
+        self.slots = SlotPool(num_slots, prefix_reuse=prefix_reuse)
         self.context_per_sequence = context_per_sequence
         self.min_prefill_tokens = min_prefill_tokens
         self.waiting = FairQueue()
@@ -160,7 +165,9 @@ class Scheduler:
                 budget -= self._prefill_chunk(request, budget, output)
         while budget > 0 and len(self.waiting) and self.slots.can_allocate():
             request = self.waiting.pop(self.running_per_user())
-            request.seq_id = self.slots.allocate()
+            grant = self.slots.allocate(request.user, request.prompt_tokens)
+            request.seq_id = grant.seq_id
+            request.num_computed = request.num_cached = grant.reused
             request.status = RequestStatus.RUNNING
             self.running.append(request)
             output.admitted.append(request)
@@ -185,7 +192,8 @@ class Scheduler:
         return request.num_tokens >= self.context_per_sequence
 
     def finish(self, request: Request, status: RequestStatus) -> int | None:
-        """Retire a request; returns the KV slot it held (for the caller to clear), if any."""
+        """Retire a request; returns the KV slot it held, if any. The slot's KV stays (see
+        :mod:`ollm.engine.slots`); the next admission trims it to what it reuses."""
         request.status = status
         if request in self.running:
             self.running.remove(request)
@@ -193,7 +201,13 @@ class Scheduler:
             self.waiting.remove(request.request_id)
         seq_id, request.seq_id = request.seq_id, None
         if seq_id is not None:
-            self.slots.free(seq_id)
+            # The slot keeps the KV of every computed token for the owner's next request;
+            # after an error that KV is not trusted.
+            computed = (
+                range(request.num_computed) if status is not RequestStatus.FINISHED_ERROR else ()
+            )
+            tokens = [request.token_at(i) for i in computed]
+            self.slots.free(seq_id, owner=request.user, tokens=tokens)
         return seq_id
 
     def running_per_user(self) -> Counter[str]:

@@ -54,7 +54,7 @@ def _visible(output: RequestOutput) -> bool:
 
 def _usage(generation: Generation, output: RequestOutput) -> s.Usage:
     prompt = output.num_prompt_tokens or generation.num_prompt_tokens
-    return s.Usage.of(prompt, output.num_output_tokens)
+    return s.Usage.of(prompt, output.num_output_tokens, output.num_cached_tokens)
 
 
 async def collect(generation: Generation) -> Collected:

@@ -81,6 +81,7 @@ class LlamaCppBackend:
             add_bos=model.adds_bos(),
             chat_template=model.chat_template(),
             metadata={k: v for k, v in metadata.items() if not k.startswith("tokenizer.ggml.")},
+            prefix_reuse=model.can_rewind(),
         )
 
     @classmethod
@@ -135,8 +136,8 @@ class LlamaCppBackend:
             results.append(sampler.pick(item.num_generated).sample(self._ctx, row))
         return results
 
-    def clear_sequence(self, seq_id: int) -> None:
-        self._ctx.clear_sequence(seq_id)
+    def trim_sequence(self, seq_id: int, *, keep: int) -> None:
+        self._ctx.trim_sequence(seq_id, keep)
 
     def close(self) -> None:
         self._ctx.close()

@@ -153,6 +153,16 @@ class NativeModel:
         raw = llama_cpp.llama_vocab_get_text(self._vocab, token)
         return raw.decode("utf-8", errors="replace") if raw else ""
 
+    def can_rewind(self) -> bool:
+        """Whether the KV cache can be cut back to any position (false for sliding-window
+        attention and recurrent state, which keep only a recent window)."""
+        model = self.handle
+        return (
+            llama_cpp.llama_model_n_swa(model) == 0
+            and not llama_cpp.llama_model_is_recurrent(model)
+            and not llama_cpp.llama_model_is_hybrid(model)
+        )
+
     def is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
@@ -229,8 +239,11 @@ class NativeContext:
         if rc != 0:
             raise NativeError(f"llama_decode failed with code {rc}")
 
-    def clear_sequence(self, seq_id: int) -> None:
-        llama_cpp.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+    def trim_sequence(self, seq_id: int, keep: int) -> None:
+        """Drop the sequence's KV from position ``keep`` on (0: all of it)."""
+        if not llama_cpp.llama_memory_seq_rm(self._memory, seq_id, keep, -1):
+            llama_cpp.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+            raise NativeError(f"llama.cpp cannot cut sequence {seq_id} back to {keep} tokens")
 
     def close(self) -> None:
         self.batch.close()
