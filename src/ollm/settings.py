@@ -8,16 +8,18 @@ are generated from the same descriptions.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+DEFAULT_RATE_LIMIT = 300  # requests a minute per client, when rate limiting is on by default
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
@@ -171,6 +173,69 @@ class Settings(BaseSettings):
             "context window (a chat's own max_tokens takes its place; at most half the window)."
         ),
     )
+
+    # -- hardening: request limits, rate limits, CORS, login throttling --------------------
+    max_body_size: int = Field(
+        16 * 1024**2,
+        ge=1024,
+        description="Largest request body accepted, in bytes or with a suffix ('16M'); 413 beyond.",
+    )
+    max_json_depth: int = Field(
+        64, ge=4, le=512, description="Deepest nesting of arrays/objects a JSON body may have."
+    )
+    rate_limit: int | None = Field(
+        None,
+        ge=0,
+        description=(
+            "Requests per minute per API key, session or address (429 beyond). Default: off "
+            f"with auth off on loopback, {DEFAULT_RATE_LIMIT} otherwise; 0 turns it off."
+        ),
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Origins whose web pages may call this server (comma-separated, or '*'). "
+            "Default: none, cross-origin pages are refused."
+        ),
+    )
+    login_max_failures: int = Field(
+        5,
+        ge=0,
+        description=(
+            "Failed logins allowed per username (4x per address) before logins are locked, "
+            "for login_lockout, doubling with each further failure; 0 turns this off."
+        ),
+    )
+    login_lockout: float = Field(
+        30.0, gt=0, description="First login lockout: seconds or a duration ('30s', '1m')."
+    )
+
+    @field_validator("max_body_size", mode="before")
+    @classmethod
+    def _body_size(cls, value: Any) -> int:
+        return parse_byte_size(value)
+
+    @field_validator("login_lockout", mode="before")
+    @classmethod
+    def _lockout_duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip().rstrip("/") for part in text.split(",") if part.strip()]
+        return value
+
+    @property
+    def effective_rate_limit(self) -> int:
+        """Requests per minute per client actually enforced (0: no limit)."""
+        if self.rate_limit is not None:
+            return self.rate_limit
+        return DEFAULT_RATE_LIMIT if self.auth or self.exposed_without_auth else 0
 
     @model_validator(mode="before")
     @classmethod

@@ -16,8 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ollm import __version__
 from ollm.api.auth import authenticate
 from ollm.api.errors import install_error_handlers
+from ollm.api.limits import install_request_limits
 from ollm.api.ollama.routes import router as ollama_router
 from ollm.api.openai.routes import router as openai_router
+from ollm.api.ratelimit import install_rate_limit
+from ollm.api.security_headers import install_security_headers
 from ollm.api.v1.router import router as v1_router
 from ollm.db import create_engine, create_sessionmaker, upgrade_database
 from ollm.errors import OllmError
@@ -84,6 +87,11 @@ def create_app(settings: Settings, *, models: ModelService | None = None) -> Fas
         strict_content_type=False,  # a JSON body without a Content-Type is still JSON
     )
     install_error_handlers(app)
+    # Middlewares, innermost first: body limits, rate limit, then CORS + security headers
+    # around them, so that their 413s and 429s carry the headers too.
+    install_request_limits(app, settings)
+    install_rate_limit(app, settings)
+    install_security_headers(app, settings)
     # With auth on, every dialect needs a session or an API key (a no-op with auth off).
     app.include_router(openai_router, dependencies=[Depends(authenticate)])
     app.include_router(ollama_router, dependencies=[Depends(authenticate)])

@@ -72,8 +72,12 @@ def _csrf_ok(request: Request) -> bool:
 def _cross_site(request: Request) -> bool:
     """A browser says another site made this request. Without auth nothing else would stop
     a web page from posting to a server on loopback: a text/plain body needs no CORS
-    preflight, and this server still reads it as JSON."""
-    return request.headers.get("sec-fetch-site", "").lower() == "cross-site"
+    preflight, and this server still reads it as JSON. Origins listed in ``cors_origins``
+    are trusted sites, not other ones."""
+    if request.headers.get("sec-fetch-site", "").lower() != "cross-site":
+        return False
+    allowed = request.app.state.settings.cors_origins
+    return "*" not in allowed and request.headers.get("origin", "").rstrip("/") not in allowed
 
 
 async def authenticate(request: Request) -> Principal:

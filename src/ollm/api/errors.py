@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from ollm.errors import OllmError, QueueFullError
+from ollm.services.login_throttle import LoginThrottledError
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def validation_error_body(errors: Sequence[Any]) -> dict[str, Any]:
 
 async def _handle_ollm_error(request: Request, exc: OllmError) -> JSONResponse:
     headers = None
-    if isinstance(exc, QueueFullError):
+    if isinstance(exc, QueueFullError | LoginThrottledError):
         headers = {"Retry-After": str(exc.retry_after)}
     if exc.status_code >= 500:
         log.error("%s: %s", type(exc).__name__, exc.message)

@@ -26,6 +26,7 @@ from ollm.db.schemas import (
     UserUpdate,
 )
 from ollm.errors import InvalidRequestError, OllmError
+from ollm.services.login_throttle import LoginThrottle
 from ollm.settings import Settings
 
 
@@ -90,6 +91,9 @@ class AccountService:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self._sessions = sessions
         self.settings = settings
+        self.login_throttle = LoginThrottle(
+            max_failures=settings.login_max_failures, lockout_seconds=settings.login_lockout
+        )
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncSession]:
@@ -153,9 +157,11 @@ class AccountService:
             )
             return LoggedIn(UserPublic.model_validate(user), created.token)
 
-    async def login(self, *, username: str, password: str) -> LoggedIn:
-        """Check the password and open a session (401 without saying what was wrong)."""
+    async def login(self, *, username: str, password: str, address: str | None = None) -> LoggedIn:
+        """Check the password and open a session (401 without saying what was wrong;
+        429 while the username or ``address`` is locked for too many failures)."""
         self._require_auth()
+        self.login_throttle.begin(username=username, address=address)
         async with self._transaction() as session:
             user = await crud.authenticate(session=session, username=username, password=password)
             if user is None:
@@ -163,7 +169,8 @@ class AccountService:
             created = await crud.create_session(
                 session=session, user_id=user.id, ttl=self._session_ttl
             )
-            return LoggedIn(UserPublic.model_validate(user), created.token)
+        self.login_throttle.succeeded(username=username)
+        return LoggedIn(UserPublic.model_validate(user), created.token)
 
     async def logout(self, *, token: str) -> None:
         """End the session of ``token`` (nothing happens if it is already gone)."""

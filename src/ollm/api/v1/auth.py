@@ -45,7 +45,10 @@ async def login(
     body: s.LoginRequest, request: Request, response: Response, accounts: AccountsDep
 ) -> s.LoginResponse:
     """Start a session: sets the session cookie and the CSRF cookie."""
-    logged_in = await accounts.login(username=body.username, password=body.password)
+    address = request.client.host if request.client is not None else None
+    logged_in = await accounts.login(
+        username=body.username, password=body.password, address=address
+    )
     return _logged_in(request, response, logged_in)
 
 
