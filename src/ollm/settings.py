@@ -1,4 +1,18 @@
-"""The one settings tree: flags, then ``OLLM_*`` environment variables, then defaults.
+"""The one settings tree, from four sources; the first that sets a value wins:
+
+1. command-line flags (``ollm serve --port 9000``), passed to :func:`load_settings`;
+2. ``OLLM_*`` environment variables (``OLLM_PORT=9000``; engine fields keep flat names:
+   ``OLLM_MAX_RUNNING``, ``OLLM_THREADS``);
+3. a TOML file: ``--config PATH`` or ``OLLM_CONFIG`` (which must exist), else
+   ``$OLLM_HOME/ollm.toml`` when it exists (``OLLM_HOME`` from the flag, the environment or
+   ``~/.ollm``). Top-level keys are field names (``port = 9000``); engine fields go in an
+   ``[engine]`` table. The current directory is never searched: where the server was started
+   from should not change how it behaves;
+4. the defaults below.
+
+The merge is pydantic-settings' own (:meth:`Settings.settings_customise_sources` with a
+``TomlConfigSettingsSource``). Unknown keys in the file and bad values anywhere raise
+``ValidationError``; an unreadable or missing explicit file raises :class:`ConfigFileError`.
 
 Nothing here runs at import time; call :func:`load_settings` and keep the result on
 ``app.state``. Every field carries help text because ``ollm serve --help`` and the README
@@ -11,11 +25,20 @@ import ipaddress
 import json
 import os
 import re
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -94,7 +117,15 @@ class EngineSettings(BaseSettings):
 class Settings(BaseSettings):
     """Server settings. Environment variables use the ``OLLM_`` prefix."""
 
-    model_config = SettingsConfigDict(env_prefix="OLLM_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="OLLM_", extra="forbid")
+
+    config: Path | None = Field(
+        None,
+        description=(
+            "TOML settings file (must exist). Default: $OLLM_HOME/ollm.toml when present. "
+            "Flags and OLLM_* variables override it."
+        ),
+    )
 
     home: Path = Field(
         default_factory=lambda: Path.home() / ".ollm",
@@ -137,6 +168,24 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level: debug, info, warning, error."
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as readable text, or one JSON object per line."
+    )
+    log_prompts: bool = Field(
+        False,
+        description=(
+            "Allow prompts and replies in debug logs. Passwords and API keys are redacted "
+            "from log lines either way."
+        ),
+    )
+    shutdown_grace: float = Field(
+        10.0,
+        ge=0,
+        description=(
+            "On SIGTERM, seconds running replies get to finish before they are interrupted "
+            "(and saved as such); new requests get 503 meanwhile."
+        ),
     )
     engine: EngineSettings = Field(default_factory=EngineSettings)
     database_url: str | None = Field(
@@ -237,6 +286,21 @@ class Settings(BaseSettings):
             return self.rate_limit
         return DEFAULT_RATE_LIMIT if self.auth or self.exposed_without_auth else 0
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (init), then ``OLLM_*``, then the TOML file; defaults fill in the rest."""
+        env = FlatEngineEnvSource(settings_cls)
+        flags = init_settings.init_kwargs if isinstance(init_settings, InitSettingsSource) else {}
+        path = config_file_path({**env(), **flags})
+        return init_settings, env, toml_source(settings_cls, path)
+
     @model_validator(mode="before")
     @classmethod
     def _split_host_port(cls, data: Any) -> Any:
@@ -333,9 +397,50 @@ def is_loopback_host(host: str) -> bool:
         return False  # another host name: assume it is reachable from elsewhere
 
 
+class ConfigFileError(ValueError):
+    """The settings file named explicitly is missing, or a settings file is not valid TOML."""
+
+
+class FlatEngineEnvSource(EnvSettingsSource):
+    """``OLLM_*`` variables, with the engine's fields under their flat names
+    (``OLLM_MAX_RUNNING``, not ``OLLM_ENGINE__MAX_RUNNING``) gathered into ``engine``."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        engine = EnvSettingsSource(EngineSettings)()
+        if engine:
+            data["engine"] = engine
+        return data
+
+
+def config_file_path(explicit: dict[str, Any]) -> Path | None:
+    """The TOML file to read, from flag or environment values already known (see module doc)."""
+    if explicit.get("config"):
+        path = Path(explicit["config"]).expanduser()
+        if not path.is_file():
+            raise ConfigFileError(f"settings file {path} does not exist")
+        return path
+    home = explicit.get("home")
+    home_path = Path(home).expanduser() if home else Path.home() / ".ollm"
+    candidate = home_path / "ollm.toml"
+    return candidate if candidate.is_file() else None
+
+
+def toml_source(settings_cls: type[BaseSettings], path: Path | None) -> TomlConfigSettingsSource:
+    """pydantic-settings' TOML source over ``path``; a syntax error names the file."""
+    try:
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(f"{path} is not valid TOML: {exc}") from None
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build the settings tree; explicit overrides (CLI flags) beat the environment."""
-    engine_overrides = overrides.pop("engine", None) or {}
+    """Build the settings tree; explicit overrides (CLI flags, None = not given) win.
+
+    ``engine`` may hold a dict of flag values for the engine's fields.
+    """
+    engine = {k: v for k, v in (overrides.pop("engine", None) or {}).items() if v is not None}
     clean = {key: value for key, value in overrides.items() if value is not None}
-    engine = EngineSettings(**{k: v for k, v in engine_overrides.items() if v is not None})
-    return Settings(engine=engine, **clean)
+    if engine:
+        clean["engine"] = engine
+    return Settings(**clean)

@@ -20,7 +20,9 @@ from ollm.api.limits import install_request_limits
 from ollm.api.ollama.routes import router as ollama_router
 from ollm.api.openai.routes import router as openai_router
 from ollm.api.ratelimit import install_rate_limit
+from ollm.api.request_id import RequestIdMiddleware
 from ollm.api.security_headers import install_security_headers
+from ollm.api.shutdown import Drain, DrainMiddleware
 from ollm.api.v1.router import router as v1_router
 from ollm.db import create_engine, create_sessionmaker, upgrade_database
 from ollm.errors import OllmError
@@ -60,6 +62,13 @@ async def _open_store(app: FastAPI, settings: Settings) -> AsyncEngine:
     return engine
 
 
+async def interrupt_running(app: FastAPI) -> None:
+    """End of a shutdown's grace: save running chat replies as interrupted, then stop the
+    engines so every other stream ends with its "shutting down" error."""
+    await app.state.chats.close()
+    await app.state.models.close()
+
+
 def create_app(settings: Settings, *, models: ModelService | None = None) -> FastAPI:
     """Build the app. ``models`` lets tests inject a registry with a fake backend."""
 
@@ -75,6 +84,7 @@ def create_app(settings: Settings, *, models: ModelService | None = None) -> Fas
         try:
             yield
         finally:
+            app.state.drain.begin()  # no-op after a signal's drain (ollm.api.shutdown)
             await app.state.chats.close()  # running replies are saved as interrupted
             await registry.close()
             await database.dispose()
@@ -92,6 +102,9 @@ def create_app(settings: Settings, *, models: ModelService | None = None) -> Fas
     install_request_limits(app, settings)
     install_rate_limit(app, settings)
     install_security_headers(app, settings)
+    app.state.drain = Drain(settings.shutdown_grace)
+    app.add_middleware(DrainMiddleware, drain=app.state.drain)
+    app.add_middleware(RequestIdMiddleware)  # outermost: 503s of the drain carry an id too
     # With auth on, every dialect needs a session or an API key (a no-op with auth off).
     app.include_router(openai_router, dependencies=[Depends(authenticate)])
     app.include_router(ollama_router, dependencies=[Depends(authenticate)])

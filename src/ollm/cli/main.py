@@ -8,22 +8,25 @@ The other commands are HTTP clients of a running server (``OLLM_HOST``): ``run``
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.text import Text
 
 from ollm import __version__
-from ollm.cli import chats, models
+from ollm.cli import chats, config_cmd, models
 from ollm.cli.admin import register_admin_commands
 from ollm.cli.run import run
-from ollm.settings import load_settings
+from ollm.settings import ConfigFileError, load_settings
 
 app = typer.Typer(help="ollm: a self-hosted LLM server.", no_args_is_help=True)
 console = Console(stderr=True)
 register_admin_commands(app)
+app.add_typer(config_cmd.app, name="config")
 
 
 @app.callback()
@@ -53,6 +56,22 @@ def serve(
         float | None, typer.Option(help="Target time between tokens while prefilling.")
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+    log_format: Annotated[
+        str | None, typer.Option(help="text (default) or json: one JSON object per line.")
+    ] = None,
+    log_prompts: Annotated[
+        bool | None,
+        typer.Option(
+            "--log-prompts",
+            help="Allow prompts in debug logs (off by default).",
+            show_default=False,
+        ),
+    ] = None,
+    shutdown_grace: Annotated[
+        float | None,
+        typer.Option(help="Seconds running replies get to finish on SIGTERM (default 10)."),
+    ] = None,
+    config: config_cmd.ConfigOption = None,
     auth: Annotated[
         bool | None,
         typer.Option(
@@ -73,7 +92,9 @@ def serve(
     """Start the HTTP server (OpenAI API under /v1)."""
     import uvicorn
 
-    from ollm.api.app import create_app
+    from ollm.api.app import create_app, interrupt_running
+    from ollm.api.shutdown import DrainingServer
+    from ollm.logs import configure_logging
 
     try:
         settings = load_settings(
@@ -82,6 +103,10 @@ def serve(
             home=home,
             default_model=default_model,
             log_level=log_level,
+            log_format=log_format,
+            log_prompts=log_prompts,
+            shutdown_grace=shutdown_grace,
+            config=config,
             auth=auth,
             insecure_no_auth=insecure_no_auth,
             engine={
@@ -92,10 +117,8 @@ def serve(
                 "step_target_ms": step_target_ms,
             },
         )
-    except ValidationError as exc:
-        for error in exc.errors():
-            field = ".".join(str(part) for part in error["loc"])
-            console.print(f"[red]invalid setting {field}:[/red] {error['msg']}")
+    except (ValidationError, ConfigFileError) as exc:
+        config_cmd.report_settings_error(console, exc)
         raise typer.Exit(2) from None
     if settings.exposed_without_auth and not settings.insecure_no_auth:
         console.print(
@@ -111,22 +134,30 @@ def serve(
             f"[yellow]warning:[/yellow] serving {settings.host} without authentication "
             "(--insecure-no-auth): anyone who can reach it can use it and read every chat."
         )
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     settings.home.mkdir(parents=True, exist_ok=True)
     application = create_app(settings)
-    console.print(
+    listening = (
         f"ollm {__version__} listening on [bold]http://{settings.host}:{settings.port}[/bold]"
         f"  (default model: [bold]{settings.default_model}[/bold], data: {settings.home})"
     )
-    uvicorn.run(
+    if settings.log_format == "json":  # keep stderr pure JSON lines
+        logging.getLogger("ollm").info(Text.from_markup(listening).plain)
+    else:
+        console.print(listening)
+    server_config = uvicorn.Config(
         application,
         host=settings.host,
         port=settings.port,
+        log_config=None,  # configured above; uvicorn's loggers share ollm's handler
         log_level=settings.log_level.lower(),
+        # After our drain (grace, then interrupt), what is left only has to finish writing.
         timeout_graceful_shutdown=5,
     )
+    server = DrainingServer(
+        server_config, application.state.drain, partial(interrupt_running, application)
+    )
+    server.run()
 
 
 app.command()(run)
