@@ -23,13 +23,17 @@ from ollm.api.ratelimit import install_rate_limit
 from ollm.api.request_id import RequestIdMiddleware
 from ollm.api.security_headers import install_security_headers
 from ollm.api.shutdown import Drain, DrainMiddleware
+from ollm.api.system import router as system_router
 from ollm.api.v1.router import router as v1_router
 from ollm.db import create_engine, create_sessionmaker, upgrade_database
 from ollm.errors import OllmError
+from ollm.observability import Metrics
+from ollm.observability.http import HttpMetricsMiddleware
 from ollm.services.accounts import AccountService
 from ollm.services.chats import ChatService
 from ollm.services.completions import CompletionService
 from ollm.services.models import ModelService
+from ollm.services.system_info import SystemInfoService
 from ollm.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -78,7 +82,10 @@ def create_app(settings: Settings, *, models: ModelService | None = None) -> Fas
         app.state.settings = settings
         app.state.models = registry
         app.state.completions = CompletionService(registry)
+        app.state.metrics.attach(registry)
+        app.state.system_info = SystemInfoService(registry)
         database = await _open_store(app, settings)
+        app.state.database = database  # for the readiness check
         if settings.preload_default_model:
             await _preload(registry, settings.default_model)
         try:
@@ -109,10 +116,14 @@ def create_app(settings: Settings, *, models: ModelService | None = None) -> Fas
     app.include_router(openai_router, dependencies=[Depends(authenticate)])
     app.include_router(ollama_router, dependencies=[Depends(authenticate)])
     app.include_router(v1_router)
+    app.include_router(system_router)
 
     @app.get("/health", tags=["system"])
     async def health() -> dict[str, str]:
         """Liveness: the server answers."""
         return {"status": "ok"}
 
+    # Added last, so outermost: every answer is counted, the middlewares' 413/429/503 too.
+    app.state.metrics = Metrics()
+    app.add_middleware(HttpMetricsMiddleware, metrics=app.state.metrics)
     return app

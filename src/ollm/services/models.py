@@ -24,10 +24,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from ollm.backends.base import Backend
 from ollm.chat.template import ChatTemplate
-from ollm.engine.client import AsyncEngine, EngineLimits
+from ollm.engine.client import AsyncEngine, EngineLimits, OutputObserver
+from ollm.engine.loop import EngineStats
 from ollm.errors import ModelLoadError, ModelNotFoundError, ShuttingDownError
 from ollm.services import bundled
 from ollm.services.pull import Puller
@@ -41,11 +43,27 @@ from ollm.services.residency import (
 )
 from ollm.settings import EngineSettings, Settings
 
-__all__ = ["LoadedModel", "Loader", "ModelEntry", "ModelInfo", "ModelService"]
+__all__ = ["LoadedModel", "Loader", "ModelEntry", "ModelEvents", "ModelInfo", "ModelService"]
 
 log = logging.getLogger(__name__)
 
 Loader = Callable[[Path, EngineSettings], Backend]
+
+
+class ModelEvents(Protocol):
+    """What the model manager tells a listener (metrics) as models come and go."""
+
+    def engine_observer(self, model_id: str) -> OutputObserver | None:
+        """The observer of every delta of the engine about to start for ``model_id``."""
+        ...
+
+    def model_loaded(self, model_id: str, seconds: float) -> None:
+        """``model_id`` is loaded; the load took ``seconds``."""
+        ...
+
+    def model_unloaded(self, model_id: str, stats: EngineStats) -> None:
+        """``model_id``'s engine stopped; ``stats`` are its final counters."""
+        ...
 
 
 @dataclass(slots=True, eq=False)
@@ -129,6 +147,7 @@ class ModelService:
         self._reaper_wake: asyncio.Event | None = None
         self._closed = False
         self._puller = Puller(self.registry, endpoint=settings.hf_endpoint)
+        self.events: ModelEvents | None = None  # set by create_app (metrics)
 
     # -- registry ------------------------------------------------------------------------
 
@@ -363,7 +382,8 @@ class ModelService:
             max_step_tokens=engine_settings.max_step_tokens,
             step_target_seconds=engine_settings.step_target_ms / 1000,
         )
-        engine = AsyncEngine(backend, limits)
+        observer = self.events.engine_observer(entry.model_id) if self.events else None
+        engine = AsyncEngine(backend, limits, observer=observer)
         engine.start()
         loaded = LoadedModel(
             entry,
@@ -377,6 +397,8 @@ class ModelService:
             last_used=next(self._ticks),
         )
         self._loaded[entry.model_id] = loaded
+        if self.events is not None:
+            self.events.model_loaded(entry.model_id, loaded.load_duration)
         return loaded
 
     # -- unloading -----------------------------------------------------------------------
@@ -407,6 +429,8 @@ class ModelService:
         finally:
             self._freeing.pop(id(loaded), None)
             self._changed()
+            if self.events is not None:
+                self.events.model_unloaded(loaded.model_id, loaded.engine.stats)
 
     # -- change notification and the keep-alive task ------------------------------------
 
