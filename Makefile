@@ -46,6 +46,7 @@ format: install
 
 bench: install
 	$(PY) benchmarks/bench_serving.py
+	$(PY) benchmarks/bench_prefix.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,163 @@
+"""Prefix-cache benchmark: time to first token of one more chat turn, cold vs warm.
+
+A chat with ~2,000 tokens of history, then one more turn. "Cold" asks as a caller whose
+cache holds nothing (a fresh API key: the cache is never shared across callers), "warm"
+as the caller who built the history (its KV slot still holds it). Then 8 callers each
+continue their own shorter chat at once, cold vs warm aggregate. Medians over repeats;
+results also written as JSON. Reopening after a restart (KV on disk) is not built yet.
+
+    .venv/bin/python benchmarks/bench_prefix.py [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_serving import build_prompt, ollm_server
+
+MODEL = "smollm2:135m"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+async def ask(
+    client: httpx.AsyncClient, key: str, messages: list[dict[str, str]], max_tokens: int
+) -> dict[str, Any]:
+    """One streamed chat turn; returns its text, TTFT and cached prompt tokens."""
+    body = {
+        "model": MODEL,
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    started, ttft, text, usage = time.monotonic(), None, [], {}
+    headers = {"Authorization": f"Bearer {key}"}
+    async with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            event = json.loads(line[6:])
+            if event.get("usage"):
+                usage = event["usage"]
+            for choice in event.get("choices", []):
+                content = choice.get("delta", {}).get("content")
+                if content:
+                    ttft = ttft if ttft is not None else time.monotonic() - started
+                    text.append(content)
+    cached = usage.get("prompt_tokens_details", {}).get("cached_tokens", 0)
+    return {
+        "ttft": ttft,
+        "text": "".join(text),
+        "prompt": usage.get("prompt_tokens"),
+        "cached": cached,
+    }
+
+
+def history(seed: int, tokens: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": build_prompt(seed, seed, tokens)}]
+
+
+async def follow_up(client: httpx.AsyncClient, key: str, seed: int, tokens: int) -> list[dict]:
+    """Build a chat as ``key`` (first turn answered), return the messages of the next turn."""
+    messages = history(seed, tokens)
+    first = await ask(client, key, messages, max_tokens=32)
+    return [
+        *messages,
+        {"role": "assistant", "content": first["text"]},
+        {"role": "user", "content": "Summarise that in one sentence."},
+    ]
+
+
+async def single(client: httpx.AsyncClient, repeats: int) -> dict[str, Any]:
+    cold, warm, cached = [], [], []
+    for repeat in range(repeats):
+        messages = await follow_up(client, f"owner-{repeat}", 1000 + repeat, 2000)
+        cold_turn = await ask(client, f"stranger-{repeat}", messages, max_tokens=8)
+        warm_turn = await ask(client, f"owner-{repeat}", messages, max_tokens=8)
+        cold.append(cold_turn["ttft"])
+        warm.append(warm_turn["ttft"])
+        cached.append(warm_turn["cached"])
+        print(
+            f"  repeat {repeat}: prompt {warm_turn['prompt']} tokens, cached {warm_turn['cached']};"
+            f" TTFT cold {cold_turn['ttft'] * 1000:.0f} ms, warm {warm_turn['ttft'] * 1000:.0f} ms"
+        )
+    return {
+        "cold_ttft_s": statistics.median(cold),
+        "warm_ttft_s": statistics.median(warm),
+        "ratio": statistics.median(warm) / statistics.median(cold),
+        "cached_tokens": statistics.median(cached),
+    }
+
+
+async def eight_users(client: httpx.AsyncClient, tokens: int) -> dict[str, Any]:
+    chats = [await follow_up(client, f"user-{i}", 2000 + i, tokens) for i in range(8)]
+
+    async def wave(prefix: str) -> tuple[list[float], int]:
+        results = await asyncio.gather(
+            *(ask(client, f"{prefix}{i}", chats[i], max_tokens=8) for i in range(8))
+        )
+        return [r["ttft"] for r in results], sum(r["cached"] for r in results)
+
+    cold, cold_cached = await wave("stranger-user-")
+    warm, warm_cached = await wave("user-")
+    print(f"  cached prompt tokens: cold wave {cold_cached}, warm wave {warm_cached}")
+    return {
+        "history_tokens": tokens,
+        "cold_cached_tokens": cold_cached,
+        "warm_cached_tokens": warm_cached,
+        "cold_ttft_p50_s": statistics.median(cold),
+        "warm_ttft_p50_s": statistics.median(warm),
+        "cold_ttft_max_s": max(cold),
+        "warm_ttft_max_s": max(warm),
+    }
+
+
+async def main(repeats: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp, ollm_server(Path(tmp)) as server:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=600) as client:
+            print("one chat, ~2,000 tokens of history, one more turn:")
+            one = await single(client, repeats)
+            print("8 users, each continuing its own ~500-token chat at once:")
+            many = await eight_users(client, 500)
+    print()
+    print(f"{'':28} {'cold':>10} {'warm':>10} {'warm/cold':>10}")
+    print(
+        f"{'1 chat, TTFT (median)':28} {one['cold_ttft_s'] * 1000:>8.0f}ms "
+        f"{one['warm_ttft_s'] * 1000:>8.0f}ms {one['ratio']:>10.3f}"
+    )
+    print(
+        f"{'8 users, TTFT p50':28} {many['cold_ttft_p50_s'] * 1000:>8.0f}ms "
+        f"{many['warm_ttft_p50_s'] * 1000:>8.0f}ms "
+        f"{many['warm_ttft_p50_s'] / many['cold_ttft_p50_s']:>10.3f}"
+    )
+    print(
+        f"{'8 users, TTFT max':28} {many['cold_ttft_max_s'] * 1000:>8.0f}ms "
+        f"{many['warm_ttft_max_s'] * 1000:>8.0f}ms "
+        f"{many['warm_ttft_max_s'] / many['cold_ttft_max_s']:>10.3f}"
+    )
+    verdict = "PASS" if one["ratio"] <= 0.10 else "MISS"
+    print(f"  {verdict}  warm <= 0.10 x cold  (measured {one['ratio']:.3f})")
+    print("  NOT BUILT  reopened after restart (KV snapshots on disk)")
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"prefix-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps({"single": one, "eight_users": many}, indent=2))
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    asyncio.run(main(parser.parse_args().repeats))
