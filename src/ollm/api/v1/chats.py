@@ -32,7 +32,8 @@ async def list_chats(
     chats: ChatsDep,
     q: Annotated[str | None, Query(max_length=500, description="Search words")] = None,
     archived: Literal["false", "true", "all"] = "false",
-    offset: Annotated[int, Query(ge=0)] = 0,
+    # Bounded: a huge offset overflowed SQLite's INTEGER (a 500 the fuzz suite found).
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ChatPage:
     """The caller's chats, pinned first then newest; ``q`` searches titles and messages."""
