@@ -24,7 +24,7 @@ from starlette.types import Send
 from ollm.api.errors import error_body, ollm_error_body
 from ollm.engine.client import RequestStream
 from ollm.engine.outputs import RequestOutput
-from ollm.errors import OllmError
+from ollm.errors import EngineError, OllmError, ShuttingDownError
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,16 @@ def sse_event(payload: BaseModel | Mapping[str, Any]) -> str:
     else:
         data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     return f"data: {data}\n\n"
+
+
+def generation_failure(output: RequestOutput) -> OllmError:
+    """The error for a generation that ended neither by stop nor by length (either
+    dialect): an abort means the server is stopping; anything else is an engine failure,
+    logged here with its detail and shown to the client without it."""
+    if output.finish_reason == "abort":
+        return ShuttingDownError("the request was stopped because the server is shutting down")
+    log.error("request %s failed in the engine: %s", output.request_id, output.error)
+    return EngineError("the model failed while generating this response; please retry")
 
 
 async def outputs(stream: RequestStream) -> AsyncIterator[RequestOutput]:

@@ -20,11 +20,10 @@ from starlette.requests import Request
 from ollm.api.ollama import schemas as s
 from ollm.api.ollama.ndjson import NDJSONResponse, ndjson_stream
 from ollm.api.ollama.timing import Timer
-from ollm.api.streaming import cancel_on_disconnect, outputs
+from ollm.api.streaming import cancel_on_disconnect, generation_failure, outputs
 from ollm.chat.messages import ChatMessage
-from ollm.engine.outputs import RequestOutput
 from ollm.engine.params import SamplingParams
-from ollm.errors import ContextLengthExceededError, EngineError, OllmError, ShuttingDownError
+from ollm.errors import ContextLengthExceededError, EngineError
 from ollm.services.completions import CompletionService, Generation
 from ollm.services.models import ModelService
 
@@ -183,14 +182,6 @@ async def start_generation(
 # -- responses ----------------------------------------------------------------------------
 
 
-def _failure(output: RequestOutput) -> OllmError:
-    """The error for a generation that ended neither by stop nor by length."""
-    if output.finish_reason == "abort":
-        return ShuttingDownError("the request was stopped because the server is shutting down")
-    log.error("request %s failed in the engine: %s", output.request_id, output.error)
-    return EngineError("the model failed while generating this response; please retry")
-
-
 async def _pieces(
     generation: Generation, timer: Timer
 ) -> AsyncIterator[tuple[str, s.DoneReason | None, s.Stats | None]]:
@@ -199,7 +190,7 @@ async def _pieces(
     async with aclosing(outputs(generation.stream)) as deltas:
         async for output in deltas:
             if output.finish_reason in ("error", "abort"):
-                raise _failure(output)
+                raise generation_failure(output)
             timer.observe(output)
             if not output.finished:
                 if output.text:

@@ -17,9 +17,15 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
 from ollm.api.openai import schemas as s
-from ollm.api.streaming import EventStreamResponse, cancel_on_disconnect, outputs, sse_stream
+from ollm.api.streaming import (
+    EventStreamResponse,
+    cancel_on_disconnect,
+    generation_failure,
+    outputs,
+    sse_stream,
+)
 from ollm.engine.outputs import RequestOutput
-from ollm.errors import EngineError, OllmError, ShuttingDownError
+from ollm.errors import EngineError
 from ollm.services.completions import CompletionService, Generation
 
 log = logging.getLogger(__name__)
@@ -34,21 +40,13 @@ class Collected:
     usage: s.Usage
 
 
-def _failure(output: RequestOutput) -> OllmError:
-    """The error for a generation that ended neither by stop nor by length."""
-    if output.finish_reason == "abort":
-        return ShuttingDownError("the request was stopped because the server is shutting down")
-    log.error("request %s failed in the engine: %s", output.request_id, output.error)
-    return EngineError("the model failed while generating this response; please retry")
-
-
 def _visible(output: RequestOutput) -> bool:
     """Whether a delta concerns the client; raises for failed generations.
 
     Queue-position updates are skipped: the OpenAI dialect has no place for them.
     """
     if output.finish_reason in ("error", "abort"):
-        raise _failure(output)
+        raise generation_failure(output)
     return bool(output.text) or output.finished
 
 
