@@ -7,7 +7,6 @@ begun, a failure becomes one final error line. Unlike OpenAI, Ollama streams by 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import replace
@@ -27,7 +26,6 @@ from ollm.errors import ContextLengthExceededError, EngineError
 from ollm.services.completions import CompletionService, Generation
 from ollm.services.models import ModelService
 
-log = logging.getLogger(__name__)
 
 Chunk = s.ChatChunk | s.GenerateChunk
 Wrap = Callable[[str, s.DoneReason | None, s.Stats | None], Chunk]

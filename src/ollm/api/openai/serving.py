@@ -7,7 +7,6 @@ failures become one final error event (see :func:`ollm.api.streaming.sse_stream`
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -27,8 +26,6 @@ from ollm.api.streaming import (
 from ollm.engine.outputs import RequestOutput
 from ollm.errors import EngineError
 from ollm.services.completions import CompletionService, Generation
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
