@@ -26,7 +26,6 @@ from ollm.errors import ContextLengthExceededError, EngineError
 from ollm.services.completions import CompletionService, Generation
 from ollm.services.models import ModelService
 
-
 Chunk = s.ChatChunk | s.GenerateChunk
 Wrap = Callable[[str, s.DoneReason | None, s.Stats | None], Chunk]
 """Builds one response object of a dialect endpoint from text, done reason and stats."""
