@@ -179,11 +179,11 @@ class EngineLoop:
             self.stats.queue_wait.observe(admitted_at - request.arrival)
             live = self._live[request.request_id]
             live.queue_position = None
-            self._account_prefix(request)
             try:
+                self._account_prefix(request)
                 live.sampler = self.backend.new_sampler(request.params)
             except Exception as exc:  # e.g. a grammar llama.cpp rejects: this request only
-                log.warning("request %s: sampler failed: %s", request.request_id, exc)
+                log.warning("request %s: could not start: %s", request.request_id, exc)
                 self._finish(request.request_id, RequestStatus.FINISHED_ERROR, outputs, exc)
         chunks = [c for c in step.chunks if c.request.request_id in self._live]
         if not chunks:
