@@ -13,6 +13,7 @@ import ollama
 import openai
 import pytest
 from conftest import run_server
+from isolation_routes import isolation_attempts
 from v1_helpers import (
     CHAT_MODEL,
     DIALECTS,
@@ -20,7 +21,6 @@ from v1_helpers import (
     SERVER_ENV,
     ask,
     database_url,
-    isolation_attempts,
     new_chat,
     post_events,
 )

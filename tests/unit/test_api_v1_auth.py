@@ -19,6 +19,7 @@ from api_v1_harness import (
     signup,
     v1_app,
 )
+from isolation_routes import isolation_attempts
 from starlette.requests import Request
 
 from ollm.api.auth import Principal
@@ -331,29 +332,7 @@ async def assert_isolated(
     client: httpx.AsyncClient, chat_id: str, message_id: int, own_chat_id: str
 ) -> None:
     """Every chat and message route answers 404 for someone else's chat or message."""
-    base = f"/api/v1/chats/{chat_id}"
-    attempts: list[tuple[str, str, dict[str, Any] | None]] = [
-        ("GET", base, None),
-        ("PATCH", base, {"title": "mine now"}),
-        ("DELETE", base, None),
-        ("GET", f"{base}/export", None),
-        ("GET", f"{base}/export?format=markdown", None),
-        ("PUT", f"{base}/active-leaf", {"message_id": message_id}),
-        ("POST", f"{base}/messages", {"content": "hi"}),
-        ("POST", f"{base}/messages", {"content": "hi", "stream": False}),
-        ("POST", f"{base}/regenerate", {"message_id": message_id}),
-        ("POST", f"{base}/regenerate", None),
-        ("POST", f"{base}/edit", {"message_id": message_id, "content": "x"}),
-        ("POST", f"{base}/stop", None),
-        # Someone else's message id inside one's own chat is not found either.
-        ("PUT", f"/api/v1/chats/{own_chat_id}/active-leaf", {"message_id": message_id}),
-        ("POST", f"/api/v1/chats/{own_chat_id}/regenerate", {"message_id": message_id}),
-        (
-            "POST",
-            f"/api/v1/chats/{own_chat_id}/edit",
-            {"message_id": message_id, "content": "x"},
-        ),
-    ]
+    attempts = isolation_attempts(chat_id, message_id, own_chat_id)
     for method, path, body in attempts:
         response = await client.request(method, path, json=body)
         assert response.status_code == 404, (method, path, response.text)
