@@ -1,14 +1,78 @@
-"""Driving the ASGI app by hand, for tests where the client leaves mid-response."""
+"""The real app over fake models for the API dialects' tests, and driving the ASGI app
+by hand for tests where the client leaves mid-response."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
+
+from ollm.api.app import create_app
+from ollm.backends.fake import FakeBackend
+from ollm.services.models import ModelEntry, ModelService
+from ollm.settings import EngineSettings, Settings
+
+
+class Harness:
+    """An app with fake models, its backends, and an httpx client bound to it."""
+
+    def __init__(self, app: FastAPI, client: httpx.AsyncClient, backends: list[FakeBackend]):
+        self.app = app
+        self.client = client
+        self.backends = backends
+
+    @property
+    def backend(self) -> FakeBackend:
+        return self.backends[0]
+
+    @property
+    def models(self) -> ModelService:
+        return self.app.state.models
+
+
+@asynccontextmanager
+async def running_app(
+    tmp_path: Path,
+    *,
+    max_running: int = 4,
+    max_waiting: int = 8,
+    raise_app_exceptions: bool = True,
+    settings: dict[str, Any] | None = None,
+    **fake: Any,
+) -> AsyncIterator[Harness]:
+    """The app with ``fake:1`` and ``fake:2`` (the fake backend's chat template), its
+    lifespan running; ``settings`` adds server settings, ``fake`` FakeBackend fields."""
+    weights = tmp_path / "fake.gguf"
+    weights.write_bytes(b"not really a model")
+    engine = EngineSettings(
+        max_running=max_running, max_waiting=max_waiting, context_per_sequence=256, threads=1
+    )
+    server = Settings(home=tmp_path, default_model="fake:1", engine=engine, **(settings or {}))
+    backends: list[FakeBackend] = []
+
+    def loader(_path: Path, eng: EngineSettings) -> FakeBackend:
+        backend = FakeBackend(
+            num_sequences=eng.max_running, context_per_sequence=eng.context_per_sequence, **fake
+        )
+        backends.append(backend)
+        return backend
+
+    entries = [ModelEntry("fake:1", weights), ModelEntry("fake:2", weights)]
+    models = ModelService(server, entries=entries, loader=loader)
+    app = create_app(server, models=models)
+    transport = httpx.ASGITransport(app, raise_app_exceptions=raise_app_exceptions)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
+        yield Harness(app, client, backends)
 
 
 async def call_and_disconnect(

@@ -6,22 +6,19 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from asgi_helpers import call_and_disconnect, wait_until
-from fastapi import FastAPI
+from asgi_helpers import Harness, call_and_disconnect, wait_until
+from asgi_helpers import running_app as running_fake_app
 
-from ollm.api.app import create_app
 from ollm.backends.base import ModelFacts
 from ollm.backends.fake import FakeBackend
 from ollm.engine.params import SamplingParams
-from ollm.services.models import ModelEntry, ModelService
-from ollm.settings import EngineSettings, Settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -42,58 +39,14 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class Harness:
-    """An app with fake models, its backends, and an httpx client bound to it."""
-
-    def __init__(self, app: FastAPI, client: httpx.AsyncClient, backends: list[FakeBackend]):
-        self.app = app
-        self.client = client
-        self.backends = backends
-
-    @property
-    def backend(self) -> FakeBackend:
-        return self.backends[0]
-
-    @property
-    def models(self) -> ModelService:
-        return self.app.state.models
+# No preload (several tests watch loading) and a Hub address nothing listens on, so no
+# test can reach the internet.
+SERVER_SETTINGS = {"preload_default_model": False, "hf_endpoint": "http://127.0.0.1:9"}
 
 
-@asynccontextmanager
-async def running_app(
-    tmp_path: Path, *, max_running: int = 4, max_waiting: int = 8, **fake: Any
-) -> AsyncIterator[Harness]:
-    """The app with ``fake:1`` and ``fake:2`` (both with a chat template), lifespan running."""
-    weights = tmp_path / "fake.gguf"
-    weights.write_bytes(b"not really a model")
-    engine = EngineSettings(
-        max_running=max_running, max_waiting=max_waiting, context_per_sequence=256, threads=1
-    )
-    settings = Settings(
-        home=tmp_path,
-        default_model="fake:1",
-        engine=engine,
-        preload_default_model=False,
-        hf_endpoint="http://127.0.0.1:9",  # nothing listens: no test reaches the internet
-    )
-    backends: list[FakeBackend] = []
-
-    def loader(_path: Path, eng: EngineSettings) -> FakeBackend:
-        backend = FakeBackend(
-            num_sequences=eng.max_running, context_per_sequence=eng.context_per_sequence, **fake
-        )
-        backends.append(backend)
-        return backend
-
-    entries = [ModelEntry("fake:1", weights), ModelEntry("fake:2", weights)]
-    models = ModelService(settings, entries=entries, loader=loader)
-    app = create_app(settings, models=models)
-    transport = httpx.ASGITransport(app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
-    ):
-        yield Harness(app, client, backends)
+def running_app(tmp_path: Path, **options: Any) -> AbstractAsyncContextManager[Harness]:
+    """The app over fake models, with this suite's server settings."""
+    return running_fake_app(tmp_path, settings=SERVER_SETTINGS, **options)
 
 
 @pytest.fixture

@@ -6,22 +6,16 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from asgi_helpers import call_and_disconnect, wait_until
-from fastapi import FastAPI
+from asgi_helpers import Harness, call_and_disconnect, running_app, wait_until
 from starlette.requests import Request
 
-from ollm.api.app import create_app
 from ollm.api.deps import caller_identity
-from ollm.backends.fake import FakeBackend
 from ollm.engine.params import SamplingParams
-from ollm.services.models import ModelEntry, ModelService
-from ollm.settings import EngineSettings, Settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -32,59 +26,6 @@ HI = [{"role": "user", "content": "hi"}]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-class Harness:
-    """An app with a fake model, its backends, and an httpx client bound to it."""
-
-    def __init__(self, app: FastAPI, client: httpx.AsyncClient, backends: list[FakeBackend]):
-        self.app = app
-        self.client = client
-        self.backends = backends
-
-    @property
-    def backend(self) -> FakeBackend:
-        return self.backends[0]
-
-    @property
-    def models(self) -> ModelService:
-        return self.app.state.models
-
-
-@asynccontextmanager
-async def running_app(
-    tmp_path: Path,
-    *,
-    max_running: int = 4,
-    max_waiting: int = 8,
-    raise_app_exceptions: bool = True,
-    **fake: Any,
-) -> AsyncIterator[Harness]:
-    """The app with ``fake:1`` (chat template) and ``fake:2``, lifespan running."""
-    weights = tmp_path / "fake.gguf"
-    weights.write_bytes(b"not really a model")
-    engine = EngineSettings(
-        max_running=max_running, max_waiting=max_waiting, context_per_sequence=256, threads=1
-    )
-    settings = Settings(home=tmp_path, default_model="fake:1", engine=engine)
-    backends: list[FakeBackend] = []
-
-    def loader(_path: Path, eng: EngineSettings) -> FakeBackend:
-        backend = FakeBackend(
-            num_sequences=eng.max_running, context_per_sequence=eng.context_per_sequence, **fake
-        )
-        backends.append(backend)
-        return backend
-
-    entries = [ModelEntry("fake:1", weights), ModelEntry("fake:2", weights)]
-    models = ModelService(settings, entries=entries, loader=loader)
-    app = create_app(settings, models=models)
-    transport = httpx.ASGITransport(app, raise_app_exceptions=raise_app_exceptions)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
-    ):
-        yield Harness(app, client, backends)
 
 
 @pytest.fixture
