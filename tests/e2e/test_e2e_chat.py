@@ -1,0 +1,175 @@
+"""Chatting in the browser with the real model: streaming, history, the settings dialog,
+stopping a reply. Assertions are about what the page shows and what the server saved, never
+about the model's prose."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+
+import httpx
+import pytest
+from e2e_ui import (
+    LONG_PROMPT,
+    MODEL,
+    articles,
+    button,
+    chat_link,
+    content_of,
+    create_chat,
+    get_chat,
+    message_box,
+    open_chat,
+    send,
+    sidebar,
+    text_length,
+    unique,
+    wait_reply_done,
+)
+from playwright.sync_api import Page, expect
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+# Installed before the send: samples the newest reply's text length on every animation
+# frame until it is no longer busy. ``window.__ollmSampling`` resolves to what it saw.
+START_SAMPLING = """
+(before) => {
+  window.__ollmSampling = new Promise((resolve) => {
+    const lengths = [];
+    let frames = 0;
+    let sawBusy = false;
+    const started = performance.now();
+    const step = () => {
+      frames += 1;
+      const all = document.querySelectorAll('article[aria-label="Assistant message"]');
+      if (all.length > before) {
+        const reply = all[all.length - 1];
+        const body = reply.querySelector('.message-content');
+        lengths.push(body ? body.textContent.length : 0);
+        const busy = reply.getAttribute('aria-busy');
+        if (busy === 'true') sawBusy = true;
+        if (busy === 'false' && sawBusy) return resolve({lengths, frames, sawBusy, done: true});
+      }
+      if (performance.now() - started > 60000) {
+        return resolve({lengths, frames, sawBusy, done: false});
+      }
+      requestAnimationFrame(step);
+    };
+    requestAnimationFrame(step);
+  });
+}
+"""
+
+
+def test_a_reply_streams_in_over_several_frames(page: Page, api: httpx.Client) -> None:
+    """Chat settings set greedy decoding; Shift+Enter is a newline; Enter sends; the reply
+    grows frame by frame (not one final paint) and ends with its stats."""
+    chat = create_chat(api, unique("Streaming"), params={})
+    open_chat(page, chat["id"])
+
+    # Greedy, short replies, set the way a person would.
+    button(page, "Chat settings").click()
+    dialog = page.get_by_role("dialog", name="Chat settings")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Temperature", exact=True).fill("0")
+    dialog.get_by_label("Max tokens", exact=True).fill("64")
+    button(dialog, "Save").click()
+    expect(dialog).to_be_hidden()
+    params = get_chat(api, chat["id"])["params"]
+    assert params["temperature"] == 0 and params["max_tokens"] == 64, params
+
+    box = message_box(page)
+    box.click()
+    box.press_sequentially("Write a short poem")
+    box.press("Shift+Enter")
+    box.press_sequentially("about the sea.")
+    expect(box).to_have_value("Write a short poem\nabout the sea.")
+    expect(articles(page, "User")).to_have_count(0)  # Shift+Enter did not send
+
+    page.evaluate(START_SAMPLING, articles(page, "Assistant").count())
+    box.press("Enter")
+    seen = page.evaluate("() => window.__ollmSampling")
+
+    assert seen["done"], f"the reply never finished: {seen}"
+    lengths = seen["lengths"]
+    changes = [n for i, n in enumerate(lengths) if n and (i == 0 or n != lengths[i - 1])]
+    increases = sum(1 for a, b in itertools.pairwise(changes) if b > a)
+    assert increases >= 2, (
+        f"the reply did not grow over several frames (streaming): lengths per frame {lengths}"
+    )
+    assert changes[0] < max(changes), changes
+
+    user = articles(page, "User")
+    expect(user).to_have_count(1)
+    expect(content_of(user.first)).to_contain_text("Write a short poem")
+    expect(content_of(user.first)).to_contain_text("about the sea.")
+    expect(box).to_have_value("")
+    reply = wait_reply_done(page)
+    expect(content_of(reply)).not_to_be_empty()
+    stats = page.locator(".reply-stats").last
+    expect(stats).to_have_text(re.compile(r"\d+ tokens?.*\d+(\.\d+)? tok/s"))
+    saved = get_chat(api, chat["id"])["messages"]
+    assert [m["role"] for m in saved] == ["user", "assistant"]
+    assert saved[0]["content"] == "Write a short poem\nabout the sea."
+    assert saved[1]["status"] == "complete" and saved[1]["completion_tokens"] <= 64
+    assert f"{saved[1]['completion_tokens']} token" in (stats.text_content() or "")
+
+
+def test_a_new_chat_is_in_the_sidebar_after_a_reload(page: Page, api: httpx.Client) -> None:
+    """From the empty page: pick the model, send; after a reload the chat is in the sidebar
+    and opening it shows both turns."""
+    page.goto("/")
+    page.get_by_role("combobox", name="Model").select_option(MODEL)
+    question = f"Name three colours. {unique('ref')}"
+    send(page, question)
+    wait_reply_done(page)
+    expect(page).to_have_url(re.compile(r"/c/[^/]+$"))
+    chat_id = page.url.rsplit("/c/", 1)[1]
+    saved = get_chat(api, chat_id)
+    assert [m["role"] for m in saved["messages"]] == ["user", "assistant"]
+    assert saved["messages"][0]["content"] == question
+
+    page.reload()
+    expect(articles(page, "User")).to_have_count(1)
+    expect(articles(page, "Assistant")).to_have_count(1)
+
+    page.goto("/")
+    expect(articles(page, "User")).to_have_count(0)
+    link = chat_link(page, saved["title"])
+    expect(link).to_be_visible()
+    link.click()
+    expect(page).to_have_url(re.compile(rf"/c/{re.escape(chat_id)}$"))
+    expect(articles(page, "User")).to_have_count(1)
+    expect(content_of(articles(page, "User").first)).to_contain_text(question)
+    expect(articles(page, "Assistant")).to_have_count(1)
+    expect(content_of(articles(page, "Assistant").first)).not_to_be_empty()
+    expect(sidebar(page)).to_be_visible()
+
+
+def test_stop_ends_a_long_reply(page: Page, api: httpx.Client) -> None:
+    """Stop mid-way: the reply stops growing, Send works again, the server agrees."""
+    chat = create_chat(api, unique("Stopping"), params={"temperature": 0, "max_tokens": 1000})
+    open_chat(page, chat["id"])
+    send(page, LONG_PROMPT)
+    reply = articles(page, "Assistant").last
+    expect(reply).to_have_attribute("aria-busy", "true")
+    expect(content_of(reply)).to_have_text(re.compile(r"\S.{40,}", re.S), timeout=30_000)
+
+    button(page, "Stop").click()
+    expect(reply).to_have_attribute("aria-busy", "false", timeout=10_000)
+    expect(button(page, "Stop")).to_be_hidden()
+    stopped_at = text_length(content_of(reply))
+    time.sleep(1.0)
+    assert text_length(content_of(reply)) == stopped_at, "the reply kept growing after Stop"
+
+    saved = get_chat(api, chat["id"])
+    assert not saved["generating"]
+    last = saved["messages"][-1]
+    assert last["role"] == "assistant" and last["status"] == "interrupted", last
+    assert 0 < (last["completion_tokens"] or 0) < 1000, last
+
+    box = message_box(page)
+    box.fill("Thanks.")
+    expect(button(page, "Send")).to_be_enabled()
+    box.fill("")
