@@ -154,6 +154,15 @@ class Settings(BaseSettings):
             "model as file size plus KV cache. Default: half the RAM available at start-up."
         ),
     )
+    kv_disk_budget: int = Field(
+        2 << 30,
+        ge=0,
+        description=(
+            "Disk space for KV snapshots in $OLLM_HOME/kv (bytes or with a suffix: '4G'): a "
+            "conversation's cached state is saved when evicted from memory or at shutdown, "
+            "and loaded when it continues. Least recently used go first; 0 turns it off."
+        ),
+    )
     keep_alive: float = Field(
         300.0,
         description=(
@@ -334,10 +343,20 @@ class Settings(BaseSettings):
     def _memory_size(cls, value: Any) -> int | None:
         return None if value in (None, "") else parse_byte_size(value)
 
+    @field_validator("kv_disk_budget", mode="before")
+    @classmethod
+    def _disk_size(cls, value: Any) -> int:
+        return parse_byte_size(value)
+
     @property
     def exposed_without_auth(self) -> bool:
         """True when auth is off on an address other machines can reach."""
         return not self.auth and not is_loopback_host(self.host)
+
+    @property
+    def kv_dir(self) -> Path:
+        """Where KV snapshots are saved."""
+        return self.home / "kv"
 
     @property
     def models_dir(self) -> Path:

@@ -40,6 +40,9 @@ class ModelFacts:
     # Whether a slot's KV can be cut back to a prefix and extended (not so for sliding-
     # window or recurrent models, whose cache cannot be rewound to an arbitrary position).
     prefix_reuse: bool = True
+    # Identity of the model file, recorded in KV snapshots: a state computed with other
+    # weights must never be loaded. Empty: snapshots are not taken.
+    fingerprint: str = ""
 
 
 class Sampler(Protocol):
@@ -83,6 +86,20 @@ class Backend(Protocol):
     def trim_sequence(self, seq_id: int, *, keep: int) -> None:
         """Drop a slot's KV from position ``keep`` on (0 clears it); the first ``keep``
         positions are a prefix the next request reuses."""
+        ...
+
+    def save_sequence(self, seq_id: int) -> bytes:
+        """The slot's KV state as bytes (for a snapshot on disk)."""
+        ...
+
+    def restore_sequence(self, seq_id: int, state: bytes) -> bool:
+        """Load a state from :meth:`save_sequence` into a slot; False if it does not fit
+        this model and context (the slot is then empty)."""
+        ...
+
+    def copy_sequence(self, source: int, target: int) -> None:
+        """Make slot ``target`` hold all of slot ``source``'s KV (the caller then trims it
+        to the shared prefix). Takes effect before the next forward pass."""
         ...
 
     def close(self) -> None:

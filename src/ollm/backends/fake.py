@@ -7,6 +7,7 @@ recorded in ``calls`` so tests can check how work was batched and chunked.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -43,6 +44,8 @@ class FakeBackend:
     sampler_error: Exception | None = None
     calls: list[list[BatchItem]] = field(default_factory=list)
     trims: list[tuple[int, int]] = field(default_factory=list)
+    copies: list[tuple[int, int]] = field(default_factory=list)
+    restores: list[int] = field(default_factory=list)
     facts: ModelFacts = field(
         default_factory=lambda: ModelFacts(
             vocab_size=256 + _OFFSET,
@@ -100,6 +103,26 @@ class FakeBackend:
         self.trims.append((seq_id, keep))
         kv = self._kv.setdefault(seq_id, [])
         del kv[keep:]
+
+    def save_sequence(self, seq_id: int) -> bytes:
+        kv = self._kv.get(seq_id, [])
+        return struct.pack(f"<{len(kv)}I", *kv)
+
+    def restore_sequence(self, seq_id: int, state: bytes) -> bool:
+        self.restores.append(seq_id)
+        if len(state) % 4 or len(state) // 4 > self.context_per_sequence:
+            self._kv[seq_id] = []
+            return False
+        self._kv[seq_id] = list(struct.unpack(f"<{len(state) // 4}I", state))
+        return True
+
+    def copy_sequence(self, source: int, target: int) -> None:
+        self.copies.append((source, target))
+        self._kv[target] = list(self._kv.get(source, []))
+
+    def kv_tokens(self, seq_id: int) -> list[int]:
+        """The tokens whose KV slot ``seq_id`` holds (for tests)."""
+        return list(self._kv.get(seq_id, []))
 
     def close(self) -> None:
         self._kv.clear()

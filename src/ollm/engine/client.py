@@ -17,12 +17,14 @@ from dataclasses import dataclass
 
 from ollm.backends.base import Backend
 from ollm.engine.budget import StepBudget
+from ollm.engine.kv_cache import PrefixCache
 from ollm.engine.loop import EngineLoop, EngineStats
-from ollm.engine.messages import AbortRequest, AddRequest
+from ollm.engine.messages import AbortRequest, AddRequest, ForgetConversation
 from ollm.engine.outputs import RequestOutput
 from ollm.engine.params import SamplingParams
 from ollm.engine.request import Request
 from ollm.engine.scheduler import Scheduler
+from ollm.engine.snapshot_store import SnapshotStore
 from ollm.errors import InvalidRequestError, QueueFullError, ShuttingDownError
 
 log = logging.getLogger(__name__)
@@ -112,6 +114,7 @@ class AsyncEngine:
         *,
         owns_backend: bool = True,
         observer: OutputObserver | None = None,
+        snapshots: SnapshotStore | None = None,
     ) -> None:
         self.limits = limits
         self._observer = observer
@@ -125,7 +128,13 @@ class AsyncEngine:
         budget = StepBudget(
             target_seconds=limits.step_target_seconds, max_tokens=limits.max_step_tokens
         )
-        self._loop_thread = EngineLoop(backend, scheduler, self._on_outputs, budget=budget)
+        self._loop_thread = EngineLoop(
+            backend,
+            scheduler,
+            self._on_outputs,
+            budget=budget,
+            cache=PrefixCache(backend, snapshots),
+        )
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._mailboxes: dict[str, Mailbox] = {}
         self._ids = itertools.count(1)
@@ -151,6 +160,7 @@ class AsyncEngine:
         *,
         user: str = "",
         request_id: str | None = None,
+        cache_tag: str | None = None,
     ) -> RequestStream:
         """Queue a request and return its stream. Raises 429/503-type errors at once."""
         if self._closed:
@@ -165,9 +175,13 @@ class AsyncEngine:
         request_id = request_id or f"req-{next(self._ids)}"
         mailbox = Mailbox()
         self._mailboxes[request_id] = mailbox
-        request = Request(request_id, list(prompt_tokens), params, user=user)
+        request = Request(request_id, list(prompt_tokens), params, user=user, cache_tag=cache_tag)
         self._loop_thread.inbox.put(AddRequest(request))
         return RequestStream(self, request_id, mailbox)
+
+    def forget_conversation(self, tag: str) -> None:
+        """Drop a conversation's cached KV (memory and disk), in order with its requests."""
+        self._loop_thread.inbox.put(ForgetConversation(tag))
 
     def abort(self, request_id: str) -> None:
         """Stop a request; its slot is freed at the engine's next step."""

@@ -19,10 +19,18 @@ from dataclasses import dataclass, field
 from ollm.backends.base import Backend, BatchItem, Sampler
 from ollm.engine.budget import StepBudget
 from ollm.engine.detokenizer import Detokenizer
-from ollm.engine.messages import AbortRequest, AddRequest, EngineMessage, Shutdown
+from ollm.engine.kv_cache import PrefixCache
+from ollm.engine.messages import (
+    AbortRequest,
+    AddRequest,
+    EngineMessage,
+    ForgetConversation,
+    Shutdown,
+)
 from ollm.engine.outputs import RequestOutput
 from ollm.engine.request import Request, RequestStatus
 from ollm.engine.scheduler import ScheduledChunk, Scheduler, SchedulerOutput
+from ollm.engine.slots import SlotGrant
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +90,10 @@ class EngineStats:
     admissions: int = 0
     prefix_hits: int = 0
     cached_prompt_tokens: int = 0
+    prefix_copies: int = 0
+    snapshot_saves: int = 0
+    snapshot_loads: int = 0
+    snapshot_tokens_loaded: int = 0
     peak_batch_sequences: int = 0
     kv_cells_used: int = 0
     batch_sequences: Distribution = field(
@@ -101,9 +113,13 @@ class EngineLoop:
         emit: Emit,
         *,
         budget: StepBudget | None = None,
+        cache: PrefixCache | None = None,
     ) -> None:
         self.backend = backend
         self.scheduler = scheduler
+        self.cache = cache or PrefixCache(backend)
+        scheduler.prepare = self._prepare_slot
+        self._unprepared: dict[str, Exception] = {}
         self.budget = budget or StepBudget(target_seconds=0.2, max_tokens=512)
         self.inbox: queue.SimpleQueue[EngineMessage] = queue.SimpleQueue()
         self.stats = EngineStats()
@@ -126,6 +142,7 @@ class EngineLoop:
         while self.run_once(block=True):
             pass
         self._abort_all()
+        self._save_cache()
 
     def run_once(self, *, block: bool = False) -> bool:
         """Apply the inbox, then one schedule / forward pass / postprocess. False on Shutdown.
@@ -161,6 +178,8 @@ class EngineLoop:
                 out: list[RequestOutput] = []
                 self._finish(message.request_id, RequestStatus.FINISHED_ABORTED, out)
                 self._emit_all(out)
+            elif isinstance(message, ForgetConversation):
+                self._forget(message.tag)
             try:
                 message = self.inbox.get_nowait()
             except queue.Empty:
@@ -179,8 +198,11 @@ class EngineLoop:
             self.stats.queue_wait.observe(admitted_at - request.arrival)
             live = self._live[request.request_id]
             live.queue_position = None
+            self._count_admission(request)
             try:
-                self._account_prefix(request)
+                failed = self._unprepared.pop(request.request_id, None)
+                if failed is not None:
+                    raise failed
                 live.sampler = self.backend.new_sampler(request.params)
             except Exception as exc:  # e.g. a grammar llama.cpp rejects: this request only
                 log.warning("request %s: could not start: %s", request.request_id, exc)
@@ -286,14 +308,42 @@ class EngineLoop:
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _account_prefix(self, request: Request) -> None:
-        """Cut the slot's KV back to the prefix this request reuses, and count the hit."""
-        assert request.seq_id is not None
-        self.backend.trim_sequence(request.seq_id, keep=request.num_cached)
+    def _prepare_slot(self, request: Request, grant: SlotGrant) -> int:
+        """The scheduler's admission hook: put the reusable prefix into the slot (see
+        :mod:`ollm.engine.kv_cache`). A failure fails this request alone, in ``_step``."""
+        try:
+            return self.cache.prepare(request, grant)
+        except Exception as exc:
+            log.exception(
+                "request %s: could not prepare KV slot %d", request.request_id, grant.seq_id
+            )
+            self._unprepared[request.request_id] = exc
+            return 0
+
+    def _count_admission(self, request: Request) -> None:
         self.stats.admissions += 1
         if request.num_cached:
             self.stats.prefix_hits += 1
             self.stats.cached_prompt_tokens += request.num_cached
+
+    def _save_cache(self) -> None:
+        """On the way out: every cached prefix to disk, so a restart can pick it up."""
+        try:
+            saved = self.cache.save_all(self.scheduler.slots.cached())
+        except Exception:
+            log.exception("could not save the KV cache")
+            return
+        if saved:
+            log.info("saved %d KV snapshots", saved)
+        self._update_stats()
+
+    def _forget(self, tag: str) -> None:
+        """A conversation was deleted: drop its cached prefixes, in memory and on disk."""
+        self.scheduler.slots.forget(tag)
+        try:
+            self.cache.forget(tag)
+        except Exception:
+            log.exception("could not delete the KV snapshots of a conversation")
 
     def _output(self, request: Request, text: str, token: int | None = None) -> RequestOutput:
         latency = None
@@ -329,3 +379,8 @@ class EngineLoop:
         self.stats.running = self.scheduler.num_running
         self.stats.waiting = self.scheduler.num_waiting
         self.stats.kv_cells_used = sum(r.num_computed for r in self.scheduler.running)
+        cache = self.cache.stats
+        self.stats.prefix_copies = cache.copies
+        self.stats.snapshot_saves = cache.snapshot_saves
+        self.stats.snapshot_loads = cache.snapshot_loads
+        self.stats.snapshot_tokens_loaded = cache.snapshot_tokens_loaded

@@ -1,4 +1,5 @@
-"""Messages into the engine thread's inbox: add a request, abort one, shut down."""
+"""Messages into the engine thread's inbox: add a request, abort one, forget a
+conversation's cache, shut down."""
 
 from __future__ import annotations
 
@@ -18,8 +19,15 @@ class AbortRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class ForgetConversation:
+    """A conversation was deleted: drop its cached KV, in memory and on disk."""
+
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     pass
 
 
-EngineMessage = AddRequest | AbortRequest | Shutdown
+EngineMessage = AddRequest | AbortRequest | ForgetConversation | Shutdown

@@ -41,7 +41,8 @@ class Request:
     status: RequestStatus = RequestStatus.WAITING
     seq_id: int | None = None
     num_computed: int = 0
-    num_cached: int = 0  # prompt tokens whose KV was reused from the slot's cache
+    num_cached: int = 0  # prompt tokens whose KV was reused (slot, copy or disk snapshot)
+    cache_tag: str | None = None  # the conversation (chat id) its KV belongs to
     output_tokens: list[int] = field(default_factory=list)
     first_token_time: float | None = None
 

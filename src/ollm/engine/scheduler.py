@@ -12,11 +12,11 @@ Plain CPU logic, no threads, no llama.cpp. Each step:
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ollm.engine.request import Request, RequestStatus
-from ollm.engine.slots import SlotPool
+from ollm.engine.slots import Sharer, SlotGrant, SlotPool
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +125,10 @@ class Scheduler:
         prefix_reuse: bool = True,
     ) -> None:
         self.slots = SlotPool(num_slots, prefix_reuse=prefix_reuse)
+        # Called for each admitted request with its slot grant, before its first chunk is
+        # scheduled; returns how many prompt tokens the slot holds (the engine copies,
+        # trims or restores the KV there). None: the grant's count stands.
+        self.prepare: Callable[[Request, SlotGrant], int] | None = None
         self.context_per_sequence = context_per_sequence
         self.min_prefill_tokens = min_prefill_tokens
         self.waiting = FairQueue()
@@ -163,16 +167,36 @@ class Scheduler:
                 break
             if request.in_prefill:
                 budget -= self._prefill_chunk(request, budget, output)
-        while budget > 0 and len(self.waiting) and self.slots.can_allocate():
+        # A slot copied from this step is not handed out again until the copy is done
+        # (llama.cpp moves the data at the start of the next forward pass).
+        copy_sources: set[int] = set()
+        while budget > 0 and len(self.waiting) and self.slots.can_allocate(copy_sources):
             request = self.waiting.pop(self.running_per_user())
-            grant = self.slots.allocate(request.user, request.prompt_tokens)
+            grant = self.slots.allocate(
+                request.user,
+                request.prompt_tokens,
+                tag=request.cache_tag,
+                sharers=self._sharers(request.user),
+                exclude=copy_sources,
+            )
+            if grant.copy_from is not None:
+                copy_sources.add(grant.copy_from)
             request.seq_id = grant.seq_id
-            request.num_computed = request.num_cached = grant.reused
+            cached = grant.reused if self.prepare is None else self.prepare(request, grant)
+            request.num_computed = request.num_cached = cached
             request.status = RequestStatus.RUNNING
             self.running.append(request)
             output.admitted.append(request)
             budget -= self._prefill_chunk(request, budget, output)
         return output
+
+    def _sharers(self, owner: str) -> list[Sharer]:
+        """The owner's running sequences, with the prompt tokens already in their KV."""
+        return [
+            Sharer(r.seq_id, owner, r.prompt_tokens[: r.num_computed])
+            for r in self.running
+            if r.user == owner and r.seq_id is not None and r.num_computed
+        ]
 
     def _prefill_chunk(self, request: Request, budget: int, output: SchedulerOutput) -> int:
         size = min(request.remaining_prompt, budget)
@@ -207,7 +231,7 @@ class Scheduler:
                 range(request.num_computed) if status is not RequestStatus.FINISHED_ERROR else ()
             )
             tokens = [request.token_at(i) for i in computed]
-            self.slots.free(seq_id, owner=request.user, tokens=tokens)
+            self.slots.free(seq_id, owner=request.user, tag=request.cache_tag, tokens=tokens)
         return seq_id
 
     def running_per_user(self) -> Counter[str]:

@@ -213,6 +213,7 @@ class ChatService:
         async with self._transaction() as session:
             if not await crud.delete_chat(session=session, owner_id=owner_id, chat_id=chat_id):
                 raise ChatNotFoundError(f"no chat with id {chat_id!r}")
+        await self.models.forget_conversation(chat_id)  # its KV, in memory and on disk
 
     async def select_branch(self, *, owner_id: int, chat_id: str, message_id: int) -> ChatDetail:
         """Show the branch through ``message_id`` (its newest leaf becomes active)."""
@@ -364,7 +365,11 @@ class ChatService:
             )
             try:
                 generation = await self.completions.chat(
-                    model=loaded.model_id, messages=fitted.messages, params=params, user=caller
+                    model=loaded.model_id,
+                    messages=fitted.messages,
+                    params=params,
+                    user=caller,
+                    cache_tag=chat.id,
                 )
             except BaseException:
                 with anyio.CancelScope(shield=True):

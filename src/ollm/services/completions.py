@@ -52,11 +52,13 @@ class CompletionService:
         params: SamplingParams,
         user: str = "",
         keep_alive: float | None = None,
+        cache_tag: str | None = None,
     ) -> Generation:
         """Start a chat completion: render with the model's template, then generate.
 
         ``keep_alive`` (seconds; None: default, 0: unload after, negative: forever) is how
-        long the model stays loaded once idle, as in Ollama.
+        long the model stays loaded once idle, as in Ollama. ``cache_tag`` names the
+        conversation (a chat id) the KV belongs to, so deleting it deletes its snapshots.
         """
         if not messages:
             raise InvalidRequestError("messages must not be empty", param="messages")
@@ -69,7 +71,9 @@ class CompletionService:
                     param="model",
                 )
             tokens = loaded.tokenize(loaded.template.render(messages))
-            return self._start(loaded, tokens, params, user, started, param="messages")
+            return self._start(
+                loaded, tokens, params, user, started, param="messages", cache_tag=cache_tag
+            )
         except BaseException:
             self.models.release(loaded)
             raise
@@ -102,6 +106,7 @@ class CompletionService:
         started: float,
         *,
         param: str,
+        cache_tag: str | None = None,
     ) -> Generation:
         """Queue the request; its stream releases ``loaded`` when it ends."""
         if not tokens:
@@ -109,7 +114,9 @@ class CompletionService:
         self._check_fits(loaded, len(tokens), params, param)
         loaded.backend.check_params(params)
         request_id = uuid.uuid4().hex
-        stream = loaded.engine.generate(tokens, params, user=user, request_id=request_id)
+        stream = loaded.engine.generate(
+            tokens, params, user=user, request_id=request_id, cache_tag=cache_tag
+        )
         leased = LeasedStream(stream, lambda: self.models.release(loaded))
         return Generation(
             request_id,

@@ -30,6 +30,7 @@ from ollm.backends.base import Backend
 from ollm.chat.template import ChatTemplate
 from ollm.engine.client import AsyncEngine, EngineLimits, OutputObserver
 from ollm.engine.loop import EngineStats
+from ollm.engine.snapshot_store import SnapshotStore
 from ollm.errors import ModelLoadError, ModelNotFoundError, ShuttingDownError
 from ollm.services import bundled
 from ollm.services.pull import Puller
@@ -114,6 +115,13 @@ def default_loader(path: Path, engine: EngineSettings) -> Backend:
     return LlamaCppBackend.load(path, engine)
 
 
+def default_runtime() -> str:
+    """The runtime KV snapshots are tied to (see :func:`runtime_version`)."""
+    from ollm.backends.llamacpp.backend import runtime_version
+
+    return runtime_version()
+
+
 class ModelService:
     """The registry of models and the engines of those loaded."""
 
@@ -125,6 +133,7 @@ class ModelService:
         loader: Loader = default_loader,
         bundled_models: Sequence[bundled.BundledModel] = bundled.BUNDLED_MODELS,
         clock: Callable[[], float] = time.time,
+        runtime: Callable[[], str] = default_runtime,
     ) -> None:
         """``entries`` replaces the bundled models (tests); ``clock`` drives keep-alive."""
         self.settings = settings
@@ -148,6 +157,8 @@ class ModelService:
         self._closed = False
         self._puller = Puller(self.registry, endpoint=settings.hf_endpoint)
         self.events: ModelEvents | None = None  # set by create_app (metrics)
+        self._runtime = runtime
+        self._snapshots: SnapshotStore | None = None
 
     # -- registry ------------------------------------------------------------------------
 
@@ -383,7 +394,7 @@ class ModelService:
             step_target_seconds=engine_settings.step_target_ms / 1000,
         )
         observer = self.events.engine_observer(entry.model_id) if self.events else None
-        engine = AsyncEngine(backend, limits, observer=observer)
+        engine = AsyncEngine(backend, limits, observer=observer, snapshots=self.snapshots)
         engine.start()
         loaded = LoadedModel(
             entry,
@@ -487,6 +498,28 @@ class ModelService:
             self._reaper_wake.clear()
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._reaper_wake.wait(), timeout)
+
+    # -- KV snapshots ---------------------------------------------------------------------
+
+    @property
+    def snapshots(self) -> SnapshotStore | None:
+        """The KV snapshot store shared by every model's engine (None when turned off);
+        opened, and its directory indexed, on first use."""
+        if self._snapshots is None and self.settings.kv_disk_budget > 0:
+            self._snapshots = SnapshotStore(
+                self.settings.kv_dir,
+                budget_bytes=self.settings.kv_disk_budget,
+                runtime=self._runtime(),
+            )
+        return self._snapshots
+
+    async def forget_conversation(self, tag: str) -> None:
+        """A chat was deleted: drop its cached KV from every engine and from disk."""
+        for loaded in self._loaded.values():
+            loaded.engine.forget_conversation(tag)
+        store = self.snapshots
+        if store is not None:
+            await asyncio.to_thread(store.delete_tag, tag)
 
     async def close(self) -> None:
         """Stop every engine and free every model."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,10 +16,31 @@ from ollm.backends.llamacpp.native import (
     NativeSampler,
     SamplerConfig,
     json_grammar,
+    library_version,
 )
 from ollm.engine.params import SamplingParams
 from ollm.errors import InvalidRequestError
 from ollm.settings import EngineSettings
+
+_FINGERPRINT_SPAN = 1 << 20
+
+
+def runtime_version() -> str:
+    """What KV snapshots record as their runtime: a state saved by one llama.cpp build is
+    not trusted by another."""
+    return f"llama-cpp-python {library_version()}"
+
+
+def file_fingerprint(path: Path) -> str:
+    """A cheap identity of a model file: its size and hashes of its first and last MiB
+    (hashing all of a multi-GB file at every load would cost seconds)."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as stream:
+        digest.update(stream.read(_FINGERPRINT_SPAN))
+        stream.seek(max(0, size - _FINGERPRINT_SPAN))
+        digest.update(stream.read(_FINGERPRINT_SPAN))
+    return digest.hexdigest()[:32]
 
 
 class LlamaCppSampler:
@@ -66,7 +88,7 @@ def _as_dict(config: SamplerConfig) -> dict[str, object]:
 class LlamaCppBackend:
     """Implements :class:`ollm.backends.base.Backend` over llama.cpp's C API."""
 
-    def __init__(self, model: NativeModel, ctx: NativeContext) -> None:
+    def __init__(self, model: NativeModel, ctx: NativeContext, *, fingerprint: str = "") -> None:
         self._model = model
         self._ctx = ctx
         self.num_sequences = ctx.n_seq_max
@@ -82,6 +104,7 @@ class LlamaCppBackend:
             chat_template=model.chat_template(),
             metadata={k: v for k, v in metadata.items() if not k.startswith("tokenizer.ggml.")},
             prefix_reuse=model.can_rewind(),
+            fingerprint=fingerprint,
         )
 
     @classmethod
@@ -100,7 +123,7 @@ class LlamaCppBackend:
         except BaseException:
             model.close()
             raise
-        return cls(model, ctx)
+        return cls(model, ctx, fingerprint=file_fingerprint(path))
 
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
         return self._model.tokenize(text, add_special=add_special, parse_special=parse_special)
@@ -138,6 +161,15 @@ class LlamaCppBackend:
 
     def trim_sequence(self, seq_id: int, *, keep: int) -> None:
         self._ctx.trim_sequence(seq_id, keep)
+
+    def save_sequence(self, seq_id: int) -> bytes:
+        return self._ctx.sequence_state(seq_id)
+
+    def restore_sequence(self, seq_id: int, state: bytes) -> bool:
+        return self._ctx.restore_sequence(seq_id, state)
+
+    def copy_sequence(self, source: int, target: int) -> None:
+        self._ctx.copy_sequence(source, target)
 
     def close(self) -> None:
         self._ctx.close()

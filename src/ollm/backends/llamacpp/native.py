@@ -245,6 +245,35 @@ class NativeContext:
             llama_cpp.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
             raise NativeError(f"llama.cpp cannot cut sequence {seq_id} back to {keep} tokens")
 
+    def sequence_state(self, seq_id: int) -> bytes:
+        """The sequence's KV state (llama_state_seq_get_data): only its own cells."""
+        size = llama_cpp.llama_state_seq_get_size(self.handle, seq_id)
+        if size <= 0:
+            return b""
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(self.handle, buffer, size, seq_id)
+        if written != size:
+            raise NativeError(f"llama.cpp wrote {written} of {size} state bytes")
+        return bytes(buffer)
+
+    def restore_sequence(self, seq_id: int, state: bytes) -> bool:
+        """Replace the sequence's KV with ``state``; False when llama.cpp refuses it (the
+        sequence is then empty)."""
+        self.trim_sequence(seq_id, 0)
+        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        read = llama_cpp.llama_state_seq_set_data(self.handle, buffer, len(state), seq_id)
+        if read != len(state):
+            llama_cpp.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+            return False
+        return True
+
+    def copy_sequence(self, source: int, target: int) -> None:
+        """Make ``target`` hold all of ``source``'s KV. With one KV stream per sequence,
+        llama.cpp copies whole streams only (a partial range aborts the process), and the
+        data moves at the start of the next decode."""
+        llama_cpp.llama_memory_seq_rm(self._memory, target, -1, -1)
+        llama_cpp.llama_memory_seq_cp(self._memory, source, target, -1, -1)
+
     def close(self) -> None:
         self.batch.close()
         if self._ctx is not None:
