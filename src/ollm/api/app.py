@@ -25,6 +25,7 @@ from ollm.api.security_headers import install_security_headers
 from ollm.api.shutdown import Drain, DrainMiddleware
 from ollm.api.system import router as system_router
 from ollm.api.v1.router import router as v1_router
+from ollm.api.web import router as web_router
 from ollm.db import create_engine, create_sessionmaker, upgrade_database
 from ollm.errors import OllmError
 from ollm.observability import Metrics
@@ -112,6 +113,9 @@ def create_app(settings: Settings, *, models: ModelService | None = None) -> Fas
     app.state.drain = Drain(settings.shutdown_grace)
     app.add_middleware(DrainMiddleware, drain=app.state.drain)
     app.add_middleware(RequestIdMiddleware)  # outermost: 503s of the drain carry an id too
+    # The web UI first: its pages match only requests asking for HTML, so anything else at
+    # ``/`` still reaches the Ollama probe. The page needs no login (the app shows its own).
+    app.include_router(web_router)
     # With auth on, every dialect needs a session or an API key (a no-op with auth off).
     app.include_router(openai_router, dependencies=[Depends(authenticate)])
     app.include_router(ollama_router, dependencies=[Depends(authenticate)])

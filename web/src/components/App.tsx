@@ -1,0 +1,171 @@
+// The shell: who is signed in (or the login page), the sidebar and the chat.
+
+import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { api, ApiError, humanError, setCsrfToken, setUnauthorizedHandler } from "../api";
+import type { AuthConfig, Chat, ChatPage, User } from "../types";
+import { navigate, useRoute } from "../util";
+import { ChatView } from "./ChatView";
+import { Login } from "./Login";
+import { Sidebar } from "./Sidebar";
+
+type AuthState = "loading" | "in" | "out" | "down";
+const MODEL_KEY = "ollm.model";
+
+interface ModelList {
+  data: { id: string }[];
+}
+
+export function App() {
+  const route = useRoute();
+  const [config, setConfig] = useState<AuthConfig | null>(null);
+  const [state, setState] = useState<AuthState>("loading");
+  const [user, setUser] = useState<User | null>(null);
+  const [bootError, setBootError] = useState("");
+  const [chats, setChats] = useState<Chat[]>([]);
+  const [query, setQuery] = useState("");
+  const [models, setModels] = useState<string[]>([]);
+  const [defaultModel, setDefaultModel] = useState<string | null>(null);
+  const [sidebarOpen, setSidebarOpen] = useState(false);
+  const afterLogin = useRef("/");
+
+  const boot = useCallback(async () => {
+    setState("loading");
+    try {
+      const cfg = await api<AuthConfig>("GET", "/api/v1/auth/config");
+      setConfig(cfg);
+      if (!cfg.auth) {
+        setUser(null);
+        setState("in");
+        return;
+      }
+      try {
+        const me = await api<{ user: User }>("GET", "/api/v1/auth/me");
+        setUser(me.user);
+        setState("in");
+      } catch (e) {
+        if (e instanceof ApiError && e.status === 401) setState("out");
+        else throw e;
+      }
+    } catch (e) {
+      setBootError(humanError(e));
+      setState("down");
+    }
+  }, []);
+
+  useEffect(() => {
+    setUnauthorizedHandler(() => setState((s) => (s === "in" ? "out" : s)));
+    boot();
+  }, [boot]);
+
+  // Signed out: the login page (coming back where the person was going afterwards).
+  useEffect(() => {
+    if (state === "out" && route.name !== "login") {
+      afterLogin.current = location.pathname;
+      navigate("/login", true);
+    } else if (state === "in" && route.name === "login") {
+      navigate(afterLogin.current, true);
+      afterLogin.current = "/";
+    }
+  }, [state, route.name]);
+
+  const refreshChats = useCallback(async () => {
+    const q = query.trim();
+    const params = new URLSearchParams({ limit: "200" });
+    if (q) params.set("q", q);
+    try {
+      const page = await api<ChatPage>("GET", `/api/v1/chats?${params}`);
+      setChats(page.items);
+    } catch {
+      // the list stays as it was; the chat view reports failures of its own calls
+    }
+  }, [query]);
+
+  useEffect(() => {
+    if (state !== "in") return;
+    const timer = setTimeout(refreshChats, query ? 200 : 0);
+    return () => clearTimeout(timer);
+  }, [state, refreshChats, query]);
+
+  useEffect(() => {
+    if (state !== "in") return;
+    (async () => {
+      try {
+        const list = await api<ModelList>("GET", "/v1/models");
+        const names = list.data.map((m) => m.id).sort();
+        setModels(names);
+        const saved = localStorage.getItem(MODEL_KEY);
+        if (saved && names.includes(saved)) return setDefaultModel(saved);
+        // Otherwise the model the server keeps loaded (its default): the quickest first reply.
+        const running = await api<{ models: { name: string }[] }>("GET", "/api/ps").catch(() => null);
+        const loaded = running?.models.map((m) => m.name).find((n) => names.includes(n));
+        setDefaultModel(loaded ?? names[0] ?? null);
+      } catch {
+        setModels([]);
+      }
+    })();
+  }, [state]);
+
+  const chooseDefaultModel = useCallback((name: string) => {
+    localStorage.setItem(MODEL_KEY, name);
+    setDefaultModel(name);
+  }, []);
+
+  const logout = useCallback(async () => {
+    try {
+      await api("POST", "/api/v1/auth/logout");
+    } catch {
+      // logged out locally all the same
+    }
+    setCsrfToken(null);
+    setUser(null);
+    setChats([]);
+    setState("out");
+  }, []);
+
+  const loggedIn = useCallback((u: User, csrf: string) => {
+    setCsrfToken(csrf);
+    setUser(u);
+    setConfig((c) => c && { ...c, signup: c.signup });
+    setState("in");
+  }, []);
+
+  if (state === "loading") return <div class="splash" aria-busy="true">Loading…</div>;
+  if (state === "down")
+    return (
+      <div class="splash">
+        <div role="alert" class="error-box">
+          <p>{bootError}</p>
+          <button type="button" class="btn" onClick={boot}>
+            Retry
+          </button>
+        </div>
+      </div>
+    );
+  if (state === "out" || route.name === "login")
+    return state === "out" ? <Login signup={config?.signup ?? false} onLoggedIn={loggedIn} /> : null;
+
+  const chatId = route.name === "chat" ? route.id : null;
+  return (
+    <div class={`layout${sidebarOpen ? " sidebar-open" : ""}`}>
+      <Sidebar
+        chats={chats}
+        query={query}
+        onQuery={setQuery}
+        currentId={chatId}
+        user={config?.auth ? user : null}
+        onLogout={logout}
+        onChanged={refreshChats}
+        onClose={() => setSidebarOpen(false)}
+      />
+      <div class="backdrop" onClick={() => setSidebarOpen(false)} />
+      <ChatView
+        chatId={chatId}
+        models={models}
+        defaultModel={defaultModel}
+        onDefaultModel={chooseDefaultModel}
+        onChatsChanged={refreshChats}
+        onOpenSidebar={() => setSidebarOpen(true)}
+      />
+    </div>
+  );
+}
