@@ -61,7 +61,7 @@ const marked = new Marked({
     },
     image({ href, text }: Tokens.Image): string {
       const label = escapeHtml(text || href);
-      return `<a href="${escapeHtml(href)}">🖼 ${label}</a>`;
+      return `<a href="${escapeHtml(href)}">Image: ${label}</a>`;
     },
   },
 });

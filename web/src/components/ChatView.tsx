@@ -2,7 +2,7 @@
 // to write the next message. A new chat (route "/") is created on its first message.
 
 import { useCallback, useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
-import { api, humanError, streamEvents } from "../api";
+import { api, ApiError, humanError, streamEvents } from "../api";
 import type { Chat, ChatDetail, Message } from "../types";
 import { navigate } from "../util";
 import { Composer } from "./Composer";
@@ -90,7 +90,8 @@ export function ChatView(props: Props) {
     } catch (e) {
       if (!quiet) {
         setDetail(null);
-        setFailure({ message: humanError(e), retry: () => load(id) });
+        const gone = e instanceof ApiError && e.status === 404;
+        setFailure({ message: humanError(e), retry: gone ? null : () => load(id) });
       }
       return null;
     } finally {

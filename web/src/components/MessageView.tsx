@@ -156,7 +156,7 @@ function MessageViewImpl(props: Props) {
                   <Icon name="edit" size={16} />
                 </button>
               )}
-              <CopyButton text={message.content} label="Copy message" />
+              <CopyButton text={message.content} label="Copy text" />
             </div>
           </>
         )}
@@ -184,7 +184,7 @@ function MessageViewImpl(props: Props) {
       {!busy && (
         <div class="message-actions">
           <BranchSwitch message={message} locked={props.locked} onSwitch={props.onSwitch} />
-          <CopyButton text={message.content} label="Copy message" />
+          <CopyButton text={message.content} label="Copy text" />
           {props.canRegenerate && (
             <button
               type="button"
