@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import anyio
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ollm.db.models import MessageStatus
 from ollm.db.schemas import MessagePublic, MessageUpdate
@@ -47,6 +47,9 @@ class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    cached_prompt_tokens: int = Field(
+        0, description="Prompt tokens whose KV was reused (in memory or from disk), not computed."
+    )
 
 
 class Timings(BaseModel):
@@ -260,7 +263,10 @@ class RunningReply:
         prompt = (last.num_prompt_tokens if last else 0) or self._generation.num_prompt_tokens
         completion = last.num_output_tokens if last else 0
         return Usage(
-            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=prompt + completion,
+            cached_prompt_tokens=last.num_cached_tokens if last else 0,
         )
 
     @staticmethod
