@@ -52,7 +52,9 @@ def _integration_conftest() -> ModuleType:
     return module
 
 
-run_server = _integration_conftest().run_server
+_servers = _integration_conftest()
+run_server = _servers.run_server
+free_port = _servers.free_port
 
 
 def unique(prefix: str) -> str:
@@ -197,7 +199,8 @@ def wait_reply_done(page: Page, timeout: float = REPLY_TIMEOUT_MS) -> Locator:
 
 
 def open_chat(page: Page, chat_id: str) -> None:
-    page.goto(f"/c/{chat_id}")
+    """Open the chat and wait until the page has loaded it (no request in flight)."""
+    page.goto(f"/c/{chat_id}", wait_until="networkidle")
     expect(message_box(page)).to_be_visible()
 
 

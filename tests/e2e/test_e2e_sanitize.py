@@ -3,9 +3,11 @@
 A 135M model will not write hostile markup on request, so the markup gets in two honest ways:
 - stored: a chat imported through ``POST /api/v1/chats/import`` whose assistant message holds
   it (exactly what a saved reply would hold), opened in the browser;
-- streamed: a real send whose server-sent events are rewritten in flight (Playwright's
-  ``page.route``) so the deltas carry the markup, cut mid-tag, through the UI's streaming
-  renderer. The server and the model are real; only that one response's text is swapped.
+- streamed: a real send through a small proxy in front of the real server that swaps the
+  streamed reply's text for the markup, cut mid-tag into deltas a few milliseconds apart,
+  so the UI's streaming renderer gets it as it would from a model. The server, the model
+  and the stream are real; only the words differ. (Playwright's ``page.route`` cannot do
+  this: it hands the page the whole response at once, which is never rendered mid-stream.)
 
 Ollama-style raw completions are not used by the UI, so they are not tested here.
 Every remote address is in TEST-NET-3 (203.0.113.0/24) and any request off this machine is
@@ -14,24 +16,32 @@ aborted as well as recorded: nothing leaves the box.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from e2e_ui import (
+    NewContext,
     articles,
     content_of,
     create_chat,
+    free_port,
     import_chat,
     is_local,
     open_chat,
     send,
     unique,
+    wait_for,
     wait_reply_done,
     watch_of,
 )
-from playwright.sync_api import Page, Route, expect
+from playwright.sync_api import Page, expect
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -182,43 +192,125 @@ def test_a_stored_reply_cannot_name_remote_content(page: Page, api: httpx.Client
     assert remote == [], f"model output still names remote resources: {remote}"
 
 
-def _hostile_events(body: str) -> str:
-    """The server's event stream with the reply's text swapped for HOSTILE, sent in small
-    pieces that cut through tags and attributes."""
-    pieces = [HOSTILE[i : i + 7] for i in range(0, len(HOSTILE), 7)]
-    out: list[str] = []
-    replaced = False
-    for block in body.split("\n\n"):
-        if not block.startswith("data: ") or block == "data: [DONE]":
-            out.append(block)
-            continue
-        event = json.loads(block.removeprefix("data: "))
-        if event.get("type") == "delta":
-            if not replaced:
-                out += [f"data: {json.dumps({'type': 'delta', 'content': p})}" for p in pieces]
-                replaced = True
-            continue
-        if event.get("type") == "done":
-            event["message"]["content"] = HOSTILE
-        out.append(f"data: {json.dumps(event)}")
-    assert replaced, f"no delta in the server's stream: {body[:500]}"
-    return "\n\n".join(out)
+def _hostile_event(event: dict[str, Any], pieces: list[str]) -> list[dict[str, Any]]:
+    """What the page gets instead of one event of the real stream."""
+    if event.get("type") == "delta":
+        if not pieces:
+            return []
+        sent = [{"type": "delta", "content": p} for p in pieces]
+        pieces.clear()
+        return sent
+    if event.get("type") == "done":
+        event["message"]["content"] = HOSTILE
+    return [event]
 
 
-def test_a_streamed_hostile_reply_renders_inert(page: Page, api: httpx.Client) -> None:
-    watch_of(page)
+def _hostile_chat(body: bytes) -> bytes:
+    """The chat as the server sends it, with its replies' text swapped for HOSTILE (the page
+    reads the chat back once the stream ends: it must see what the stream said)."""
+    chat = json.loads(body)
+    for message in chat.get("messages", []):
+        if message["role"] == "assistant":
+            message["content"] = HOSTILE
+    return json.dumps(chat).encode()
+
+
+class HostileProxy:
+    """An ASGI app in front of the real server that passes everything through, except that
+    a reply streamed by ``POST /api/v1/chats/{id}/messages`` has its text swapped for
+    HOSTILE, cut into small pieces (through tags and attributes) sent a few milliseconds
+    apart, so that the page renders it while streaming; reading that chat back afterwards
+    shows the same text. The model and the server are real; only the words differ."""
+
+    PIECE = 9
+    PAUSE = 0.02
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.swapped: set[str] = set()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path, method = scope["path"], scope["method"]
+        query = scope["query_string"].decode()
+        skip = {b"host", b"content-length", b"accept-encoding"}
+        headers = [(k.decode(), v.decode()) for k, v in scope["headers"] if k not in skip]
+        headers.append(("accept-encoding", "identity"))
+        async with httpx.AsyncClient(base_url=self.upstream, timeout=120) as client:
+            request = client.build_request(
+                method, path + (f"?{query}" if query else ""), headers=headers, content=body
+            )
+            response = await client.send(request, stream=True)
+            try:
+                drop = {"content-length", "transfer-encoding", "connection", "content-encoding"}
+                out = [
+                    (k.encode(), v.encode())
+                    for k, v in response.headers.multi_items()
+                    if k.lower() not in drop
+                ]
+                await send(
+                    {"type": "http.response.start", "status": response.status_code, "headers": out}
+                )
+                async for chunk in self._body(method, path, response):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+            finally:
+                await response.aclose()
+
+    async def _body(self, method: str, path: str, response: httpx.Response) -> Any:
+        stream = re.fullmatch(r"/api/v1/chats/([^/]+)/messages", path)
+        chat = re.fullmatch(r"/api/v1/chats/([^/]+)", path)
+        is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
+        if method == "POST" and stream and is_sse:
+            self.swapped.add(stream.group(1))
+            pieces = [HOSTILE[i : i + self.PIECE] for i in range(0, len(HOSTILE), self.PIECE)]
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    yield (line + "\n").encode()
+                    continue
+                for event in _hostile_event(json.loads(line.removeprefix("data: ")), pieces):
+                    yield f"data: {json.dumps(event)}\n\n".encode()
+                    if event["type"] == "delta":
+                        await asyncio.sleep(self.PAUSE)
+        elif method == "GET" and chat and chat.group(1) in self.swapped and response.is_success:
+            yield _hostile_chat(await response.aread())
+        else:
+            async for chunk in response.aiter_bytes():
+                yield chunk
+
+
+@pytest.fixture
+def hostile_proxy(server: str) -> Iterator[str]:
+    """The URL of a :class:`HostileProxy` in front of ``server``, on a free loopback port."""
+    port = free_port()
+    config = uvicorn.Config(
+        HostileProxy(server), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    )
+    proxy = uvicorn.Server(config)
+    thread = threading.Thread(target=proxy.run, daemon=True)
+    thread.start()
+    assert wait_for(lambda: proxy.started, timeout=10), "the proxy did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proxy.should_exit = True
+        thread.join(10)
+
+
+def test_a_streamed_hostile_reply_renders_inert(
+    new_context: NewContext, hostile_proxy: str, api: httpx.Client
+) -> None:
+    page = new_context(base_url=hostile_proxy).new_page()
     block_the_outside(page)
     chat = create_chat(api, unique("Hostile streamed"))
     open_chat(page, chat["id"])
-
-    def rewrite(route: Route) -> None:
-        if route.request.method != "POST":
-            route.fallback()
-            return
-        response = route.fetch()
-        route.fulfill(response=response, body=_hostile_events(response.text()))
-
-    page.route(re.compile(r"/api/v1/chats/[^/]+/messages$"), rewrite)
     # Checked on every frame while the markup streams in, not only at the end (the checker
     # is pasted in: the page's CSP rightly forbids building functions from strings).
     page.evaluate(
@@ -226,11 +318,18 @@ def test_a_streamed_hostile_reply_renders_inert(page: Page, api: httpx.Client) -
         + FIND_DANGER.strip()
         + """;
           window.__ollmDanger = [];
+          window.__ollmStreamedHostile = 0;
           const step = () => {
-            const bodies = document.querySelectorAll(
-              'article[aria-label="Assistant message"] .message-content');
+            const replies = document.querySelectorAll('article[aria-label="Assistant message"]');
+            const bodies = [...replies].map((r) => r.querySelector('.message-content'))
+              .filter(Boolean);
             for (const d of check(bodies)) {
               if (!window.__ollmDanger.includes(d)) window.__ollmDanger.push(d);
+            }
+            const last = replies[replies.length - 1];
+            if (last && last.getAttribute('aria-busy') === 'true'
+                && (last.textContent || '').includes('Here is the page')) {
+              window.__ollmStreamedHostile += 1;
             }
             requestAnimationFrame(step);
           };
@@ -241,6 +340,8 @@ def test_a_streamed_hostile_reply_renders_inert(page: Page, api: httpx.Client) -
     reply = wait_reply_done(page)
     expect(content_of(reply)).to_contain_text("End of page.")
     provoke(page)
+    frames = page.evaluate("() => window.__ollmStreamedHostile")
+    assert frames > 2, "the hostile text hardly showed while streaming: the test proved little"
     danger_while_streaming = page.evaluate("() => window.__ollmDanger")
     assert danger_while_streaming == [], danger_while_streaming
     assert_inert(page)
