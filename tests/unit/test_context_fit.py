@@ -3,6 +3,7 @@ exchanges go from the start, what remains is a verbatim suffix."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -121,3 +122,34 @@ def test_without_a_system_prompt() -> None:
 def test_empty_is_a_programming_error() -> None:
     with pytest.raises(ValueError):
         fit_messages([], budget=10, count_tokens=count)
+
+
+def test_stable_cut_points_keep_the_prompts_start_for_many_turns() -> None:
+    """As a chat grows past the window, the first kept message changes in jumps, not every
+    turn; each prompt still fits and is a verbatim suffix after the system prompt."""
+    budget = 200
+    starts = []
+    turns = conversation(0)
+    for turn in range(40):
+        fitted = fit_messages(turns, budget=budget, count_tokens=count, block_tokens=budget // 2)
+        assert fitted.num_tokens <= budget
+        kept = fitted.messages[1:]
+        assert kept == turns[len(turns) - len(kept) :]
+        starts.append(len(turns) - len(kept))  # index of the first kept message
+        turns = [*turns, ChatMessage("assistant", f"answer {turn}"), ChatMessage("user", "q")]
+    changes = sum(1 for a, b in itertools.pairwise(starts) if a != b)
+    fewest = []
+    for n in range(40):
+        turns = conversation(n)
+        kept = fit_messages(turns, budget=budget, count_tokens=count).messages[1:]
+        fewest.append(len(turns) - len(kept))
+    fewest_changes = sum(1 for a, b in itertools.pairwise(fewest) if a != b)
+    assert changes <= fewest_changes // 3  # the start moves far less often
+    assert changes >= 2  # but it does move: old turns still leave the window
+
+
+def test_a_stable_cut_never_drops_the_turn_being_answered() -> None:
+    turns = conversation(6)
+    tight = count([turns[0], turns[-1]])
+    fitted = fit_messages(turns, budget=tight, count_tokens=count, block_tokens=1000)
+    assert fitted.messages == [turns[0], turns[-1]]

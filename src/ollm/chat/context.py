@@ -7,6 +7,15 @@ verbatim suffix of the conversation, so its rendered text is byte-for-byte what 
 before (never a message cut in half), and the last exchange — the turn being answered —
 is never dropped: if even that does not fit, the request is refused before anything runs.
 
+**Stable cut points** (``block_tokens``): dropping the fewest exchanges each turn moves the
+prompt's start every turn once the window is full, and a moved start invalidates the whole
+KV cache (prefix reuse needs the prompt's start unchanged). With a block size, the cut
+moves in jumps instead: it sits at the first exchange boundary past a multiple of
+``block_tokens`` of history, and stays there, turn after turn, until the conversation has
+grown by about a block. Each jump costs one full prefill; every turn in between reuses the
+cache. The kept history then ranges between roughly ``budget - block_tokens`` and
+``budget`` tokens (the chat service uses half the budget).
+
 Token counts come from a callback (render with the model's template, then tokenize), so
 this module knows nothing of models and is tested with a fake counter.
 """
@@ -52,14 +61,20 @@ def split_exchanges(
 
 
 def fit_messages(
-    turns: Sequence[ChatMessage], *, budget: int, count_tokens: TokenCounter
+    turns: Sequence[ChatMessage],
+    *,
+    budget: int,
+    count_tokens: TokenCounter,
+    block_tokens: int | None = None,
 ) -> FittedPrompt:
     """The longest suffix of whole exchanges that, with the system messages, renders to at
-    most ``budget`` tokens.
+    most ``budget`` tokens — or, with ``block_tokens``, the suffix from the stable cut point
+    at or after it (see the module docstring).
 
     Raises :class:`ContextLengthExceededError` when the system messages and the last
-    exchange alone are already too long. ``count_tokens`` is called O(log n) times: a
-    shorter suffix never renders to more tokens, so the cut point is found by bisection.
+    exchange alone are already too long. ``count_tokens`` is called O(log n) times for the
+    whole prompt (a shorter suffix never renders to more tokens, so the cut is found by
+    bisection), plus once per exchange for stable cut points.
     """
     if not turns:
         raise ValueError("nothing to fit: the conversation is empty")
@@ -89,7 +104,27 @@ def fit_messages(
             high, fitted = middle, tokens
         else:
             low = middle
+    if block_tokens:
+        stable = _stable_cut(exchanges, high, block_tokens, count_tokens)
+        if stable != high:
+            high, fitted = stable, count_tokens(keep_from(stable))
     return FittedPrompt(keep_from(high), fitted, dropped(high))
+
+
+def _stable_cut(
+    exchanges: list[list[ChatMessage]], fewest: int, block: int, count_tokens: TokenCounter
+) -> int:
+    """The first exchange boundary at or after ``fewest`` whose history before it reaches
+    the next multiple of ``block`` tokens (never past the last exchange). Earlier exchanges
+    never change, so this index stays put while ``fewest`` moves within one block."""
+    before = [0]
+    for exchange in exchanges[:-1]:
+        before.append(before[-1] + count_tokens(exchange))
+    target = -(-before[fewest] // block) * block  # ceil to a multiple of the block
+    cut = fewest
+    while cut < len(exchanges) - 1 and before[cut] < target:
+        cut += 1
+    return cut
 
 
 def _too_long(tokens: int, budget: int) -> ContextLengthExceededError:

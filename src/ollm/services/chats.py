@@ -426,10 +426,14 @@ class ChatService:
             raise InvalidRequestError("there is no question to answer", param="message_id")
         window = loaded.engine.limits.context_per_sequence
         reserve = params.max_tokens or min(self.settings.chat_reply_reserve, window // 2)
+        budget = window - reserve
         return fit_messages(
             turns,
-            budget=window - reserve,
+            budget=budget,
             count_tokens=lambda messages: len(loaded.tokenize(template.render(messages))),
+            # Cut in blocks of half the budget, so the prompt's start (and with it the KV
+            # cache) stays the same for many turns once the window is full.
+            block_tokens=max(1, budget // 2),
         )
 
     async def _open_turns(
