@@ -11,9 +11,14 @@ STAMP := $(VENV)/.ollm-installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install serve test test-unit test-integration lint format bench clean
+.PHONY: install web serve test test-unit test-e2e lint format bench clean
 
-install: $(STAMP)
+install: $(STAMP) web
+
+# The web UI (web/) is built with npm + Vite into src/ollm/web/dist, which the package ships.
+# scripts/build-web.sh skips the build when the output is newer than every source file.
+web:
+	scripts/build-web.sh
 
 $(STAMP): pyproject.toml Makefile scripts/llama-wheel.sh scripts/llama-cmake-args.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,9 +34,14 @@ serve: install
 	$(VENV)/bin/ollm serve --host $(HOST) --port $(PORT)
 
 # The store's tests start a throwaway PostgreSQL: ensure-postgres.sh installs it if missing.
+# The browser tests drive Debian's Chromium: ensure-chromium.sh installs it if missing.
 test: install
-	bindir="$$(scripts/ensure-postgres.sh)" && \
-		OLLM_TEST_PG_BINDIR="$$bindir" $(VENV)/bin/pytest -q tests
+	bindir="$$(scripts/ensure-postgres.sh)" && chromium="$$(scripts/ensure-chromium.sh)" && \
+		OLLM_TEST_PG_BINDIR="$$bindir" OLLM_TEST_CHROMIUM="$$chromium" $(VENV)/bin/pytest -q tests
+
+test-e2e: install
+	chromium="$$(scripts/ensure-chromium.sh)" && \
+		OLLM_TEST_CHROMIUM="$$chromium" $(VENV)/bin/pytest -q tests/e2e
 
 test-unit: install
 	$(VENV)/bin/pytest -q tests/unit
