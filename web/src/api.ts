@@ -147,6 +147,12 @@ export function humanError(error: unknown, model?: string | null): string {
   if (status === 409) return "A reply is still being written in this chat. Wait for it to finish, or press Stop.";
   if (status === 503) return "The server is unavailable right now (it may be restarting). Try again in a moment.";
   if (status === 413) return "That message is too large for the server to accept.";
-  if (status >= 500) return `The server had a problem: ${error.message}`;
-  return error.message;
+  if (status >= 500) return `The server had a problem: ${sentence(error.message)}`;
+  return sentence(error.message);
+}
+
+function sentence(text: string): string {
+  const trimmed = text.trim();
+  const capital = trimmed.charAt(0).toUpperCase() + trimmed.slice(1);
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
 }

@@ -164,6 +164,8 @@ export function ChatView(props: Props) {
     let acc = "";
     let frame = 0;
     let started = false;
+    let user = pendingUser;
+    let assistant: Message | null = null;
     let problem: unknown = null;
     let streamProblem: string | null = null;
     // Markdown is re-rendered once per animation frame with all text so far, not per token.
@@ -175,6 +177,8 @@ export function ChatView(props: Props) {
       for await (const event of streamEvents(path, body, controller.signal)) {
         if (event.type === "start") {
           started = true;
+          user = event.user_message ?? user;
+          assistant = event.message;
           setRun((r) => r && { ...r, user: event.user_message ?? r.user, assistant: event.message });
           props.onChatsChanged(); // the server titles a new chat from its first message
         } else if (event.type === "queue") {
@@ -195,6 +199,12 @@ export function ChatView(props: Props) {
       if (abort.current === controller) abort.current = null;
     }
     const fresh = await load(id, true);
+    if (fresh === null) {
+      // The server cannot be reached: keep showing what arrived, marked as cut short.
+      const kept = [...base, ...(user ? [user] : [])];
+      if (assistant && acc) kept.push({ ...assistant, content: acc, status: "interrupted" });
+      setDetail((d) => d && { ...d, messages: kept });
+    }
     setRun(null);
     props.onChatsChanged();
     if (problem || streamProblem) {
@@ -421,7 +431,7 @@ export function ChatView(props: Props) {
         onStop={stop}
         streaming={!!run}
         stopping={run?.stopping ?? false}
-        disabled={!model}
+        disabled={false}
         focusRef={composerFocus}
       />
 
