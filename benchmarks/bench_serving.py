@@ -448,10 +448,11 @@ def stop_process(process: subprocess.Popen[bytes], grace_s: float = 15.0) -> Non
 
 @contextlib.contextmanager
 def ollm_server(workdir: Path) -> Iterator[Server]:
-    """Run ``python -m ollm serve`` with a fresh OLLM_HOME; always stop it afterwards."""
+    """Run ``python -m ollm serve`` with OLLM_HOME in ``workdir`` (fresh the first time, the
+    same data on a second call: a restart); always stop it afterwards."""
     port = free_port()
     home = workdir / "home"
-    home.mkdir()
+    home.mkdir(exist_ok=True)
     log_path = workdir / "server.log"
     command = [
         sys.executable, "-m", "ollm", "serve",

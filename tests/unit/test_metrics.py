@@ -82,7 +82,14 @@ async def test_token_series_move_with_chats(h: Harness) -> None:
     assert value(found, "ollm_running_sequences", model="fake:1") == 0
     assert value(found, "ollm_queue_depth", model="fake:1") == 0
     assert value(found, "ollm_kv_cells_used", model="fake:1") == 0
-    assert ("ollm_prefix_cache_hits_total", (("model", "fake:1"),)) in found
+    for counter in (
+        "ollm_prefix_cache_hits_total",
+        "ollm_prefix_cache_tokens_total",
+        "ollm_prefix_cache_copies_total",
+        "ollm_kv_snapshot_saves_total",
+        "ollm_kv_snapshot_loads_total",
+    ):
+        assert (counter, (("model", "fake:1"),)) in found
     assert value(found, "ollm_model_loads_total", model="fake:1") == 1
     assert value(found, "ollm_model_load_seconds_count", model="fake:1") == 1
 

@@ -34,7 +34,20 @@ GAUGES = {
     "running": ("ollm_running_sequences", "Sequences running (prefilling or decoding)."),
     "kv_cells_used": ("ollm_kv_cells_used", "KV cache cells holding running sequences' tokens."),
 }
-PREFIX_HITS = ("ollm_prefix_cache_hits", "Requests that reused a cached prompt prefix.")
+# Counters of where prompt KV came from (see ollm.engine.kv_cache).
+COUNTERS = {
+    "prefix_hits": ("ollm_prefix_cache_hits", "Requests that reused a cached prompt prefix."),
+    "cached_prompt_tokens": (
+        "ollm_prefix_cache_tokens",
+        "Prompt tokens whose KV was reused (in memory or from disk) instead of computed.",
+    ),
+    "prefix_copies": (
+        "ollm_prefix_cache_copies",
+        "Prefixes copied from another sequence of the same owner (e.g. a shared system prompt).",
+    ),
+    "snapshot_saves": ("ollm_kv_snapshot_saves", "KV snapshots written to disk."),
+    "snapshot_loads": ("ollm_kv_snapshot_loads", "KV snapshots loaded from disk."),
+}
 
 
 @dataclass(slots=True)
@@ -54,7 +67,7 @@ class _Retired:
     """What unloaded engines of one model left behind."""
 
     distributions: dict[str, _Totals] = field(default_factory=dict)
-    prefix_hits: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
 
 
 class _Families:
@@ -65,14 +78,17 @@ class _Families:
             name: GaugeMetricFamily(metric, doc, labels=["model"])
             for name, (metric, doc) in GAUGES.items()
         }
-        self.prefix_hits = CounterMetricFamily(*PREFIX_HITS, labels=["model"])
+        self.counters = {
+            name: CounterMetricFamily(metric, doc, labels=["model"])
+            for name, (metric, doc) in COUNTERS.items()
+        }
         self.distributions = {
             name: HistogramMetricFamily(metric, doc, labels=["model"])
             for name, (metric, doc) in DISTRIBUTIONS.items()
         }
 
     def all(self) -> list[Metric]:
-        return [*self.gauges.values(), self.prefix_hits, *self.distributions.values()]
+        return [*self.gauges.values(), *self.counters.values(), *self.distributions.values()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +97,6 @@ class EngineView:
 
     model_id: str
     stats: EngineStats
-
-
-def prefix_hits(stats: EngineStats) -> int:
-    """Admissions that reused a cached prompt prefix (see :mod:`ollm.engine.slots`)."""
-    return stats.prefix_hits
 
 
 class EngineCollector(Collector):
@@ -103,7 +114,8 @@ class EngineCollector(Collector):
             counts = list(dist.counts)
             totals = retired.distributions.setdefault(name, _Totals([0] * len(counts)))
             totals.add(counts, dist.total)
-        retired.prefix_hits += prefix_hits(stats)
+        for name in COUNTERS:
+            retired.counters[name] = retired.counters.get(name, 0) + getattr(stats, name)
 
     def describe(self) -> Iterator[Metric]:
         yield from _Families().all()
@@ -116,8 +128,9 @@ class EngineCollector(Collector):
                 family.add_metric([model_id], getattr(stats, name))
         for model_id in sorted(set(live) | set(self._retired)):
             stats, retired = live.get(model_id), self._retired.get(model_id, _Retired())
-            hits = retired.prefix_hits + (prefix_hits(stats) if stats is not None else 0)
-            families.prefix_hits.add_metric([model_id], hits)
+            for name, family in families.counters.items():
+                live_count = getattr(stats, name) if stats is not None else 0
+                family.add_metric([model_id], retired.counters.get(name, 0) + live_count)
             for name, family in families.distributions.items():
                 self._add_distribution(family, model_id, name, stats, retired)
         yield from families.all()
