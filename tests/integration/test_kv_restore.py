@@ -188,3 +188,28 @@ def test_a_chat_continues_from_disk_after_a_server_restart_and_delete_removes_it
         assert client.delete(f"/api/v1/chats/{chat['id']}").status_code == 204
         assert not list((home / "kv").glob("*.kv")), "deleting the chat deletes its snapshots"
     assert not list((home / "kv").glob("*.kv")), "and nothing is saved for it at shutdown"
+
+
+def test_a_corrupted_snapshot_is_discarded_with_a_log_line_and_the_request_succeeds(
+    model_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    store_dir = tmp_path / "kv"
+    runtime = runtime_version()
+    probe = LlamaCppBackend.load(model_path, SETTINGS)
+    history = _prompt(probe, f"<|im_start|>system\n{SYSTEM}<|im_end|>\n" + _turn("Hello."))
+    probe.close()
+    store = SnapshotStore(store_dir, budget_bytes=1 << 30, runtime=runtime)
+    (reply,), _, _ = asyncio.run(_generate(model_path, store, [("alice", history)]))
+    (snapshot,) = store_dir.glob("*.kv")
+    data = bytearray(snapshot.read_bytes())
+    data[len(data) // 2] ^= 0x5A  # one flipped byte inside the KV payload
+    snapshot.write_bytes(bytes(data))
+
+    store = SnapshotStore(store_dir, budget_bytes=1 << 30, runtime=runtime)
+    with caplog.at_level("WARNING", logger="ollm.engine.snapshot_store"):
+        (again,), (cached,), engine = asyncio.run(
+            _generate(model_path, store, [("alice", history)])
+        )
+    assert "discarding KV snapshot" in caplog.text and "checksum mismatch" in caplog.text
+    assert cached == 0 and engine.stats.snapshot_loads == 0
+    assert again == reply  # computed afresh, same greedy answer
