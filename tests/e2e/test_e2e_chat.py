@@ -11,6 +11,7 @@ import time
 import httpx
 import pytest
 from e2e_ui import (
+    ARTIFACTS,
     LONG_PROMPT,
     MODEL,
     articles,
@@ -27,7 +28,7 @@ from e2e_ui import (
     unique,
     wait_reply_done,
 )
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -114,16 +115,66 @@ def test_a_reply_streams_in_over_several_frames(page: Page, api: httpx.Client) -
     assert saved[0]["content"] == "Write a short poem\nabout the sea."
     assert saved[1]["status"] == "complete" and saved[1]["completion_tokens"] <= 64
     assert f"{saved[1]['completion_tokens']} token" in (stats.text_content() or "")
+    ARTIFACTS.joinpath("screens").mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "screens" / "chat-live-reply-desktop-light.png")
+
+
+def test_enter_before_the_chat_has_loaded_stays_in_that_chat(page: Page, api: httpx.Client) -> None:
+    """A quick typist on a slow link: the chat in the address bar has not arrived yet when
+    Enter is pressed. The message must go to that chat (or wait, text kept), never to a
+    new one."""
+    chat = create_chat(api, unique("Quick typist"))
+    before = api.get("/api/v1/chats", params={"limit": 200}).json()["total"]
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        if route.request.method == "GET":
+            held.append(route)  # answered later, below
+        else:
+            route.fallback()
+
+    pattern = re.compile(rf"/api/v1/chats/{re.escape(chat['id'])}$")
+    page.route(pattern, hold)
+    page.goto(f"/c/{chat['id']}")
+    expect(message_box(page)).to_be_visible()
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the page never asked for the chat"
+    send(page, "Hello, quick question.")
+    page.wait_for_timeout(500)
+    for route in held:
+        route.continue_()
+    page.unroute(pattern)
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(500)
+
+    after = api.get("/api/v1/chats", params={"limit": 200}).json()["total"]
+    assert after == before, "Enter before the chat loaded created another chat"
+    assert page.url.endswith(f"/c/{chat['id']}"), page.url
+    saved = get_chat(api, chat["id"])["messages"]
+    if not saved:  # the page waited: the text must still be there
+        expect(message_box(page)).to_have_value("Hello, quick question.")
+    else:
+        assert saved[0]["content"] == "Hello, quick question."
 
 
 def test_a_new_chat_is_in_the_sidebar_after_a_reload(page: Page, api: httpx.Client) -> None:
     """From the empty page: pick the model, send; after a reload the chat is in the sidebar
     and opening it shows both turns."""
-    page.goto("/")
+    page.goto("/", wait_until="networkidle")
     page.get_by_role("combobox", name="Model").select_option(MODEL)
     question = f"Name three colours. {unique('ref')}"
     send(page, question)
-    wait_reply_done(page)
+    reply = articles(page, "Assistant").last
+    expect(content_of(reply)).not_to_be_empty(timeout=30_000)
+    # A new chat has the server's default length (up to the context): no need to wait.
+    try:
+        expect(reply).to_have_attribute("aria-busy", "false", timeout=10_000)
+    except AssertionError:
+        button(page, "Stop").click()
+        expect(reply).to_have_attribute("aria-busy", "false")
     expect(page).to_have_url(re.compile(r"/c/[^/]+$"))
     chat_id = page.url.rsplit("/c/", 1)[1]
     saved = get_chat(api, chat_id)
