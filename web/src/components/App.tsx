@@ -91,14 +91,11 @@ export function App() {
     (async () => {
       try {
         const list = await api<ModelList>("GET", "/v1/models");
-        const names = list.data.map((m) => m.id).sort();
+        // The server's order: its bundled models first, the default chat model leading.
+        const names = list.data.map((m) => m.id);
         setModels(names);
         const saved = localStorage.getItem(MODEL_KEY);
-        if (saved && names.includes(saved)) return setDefaultModel(saved);
-        // Otherwise the model the server keeps loaded (its default): the quickest first reply.
-        const running = await api<{ models: { name: string }[] }>("GET", "/api/ps").catch(() => null);
-        const loaded = running?.models.map((m) => m.name).find((n) => names.includes(n));
-        setDefaultModel(loaded ?? names[0] ?? null);
+        setDefaultModel(saved && names.includes(saved) ? saved : names[0] ?? null);
       } catch {
         setModels([]);
       }

@@ -64,7 +64,10 @@ export function ChatView(props: Props) {
   const [draftModel, setDraftModel] = useState<string | null>(null);
   const [draftSettings, setDraftSettings] = useState<ChatSettings>(EMPTY_SETTINGS);
   const [settingsOpen, setSettingsOpen] = useState(false);
+  const [stoppingOther, setStoppingOther] = useState(false);
   const created = useRef<string | null>(null); // the chat this view just created
+  const shown = useRef<string | null>(props.chatId);
+  const runToken = useRef(0); // bumped when the view leaves a chat: its reply runs on unseen
   const abort = useRef<AbortController | null>(null);
   const textRef = useRef(text);
   textRef.current = text;
@@ -85,10 +88,10 @@ export function ChatView(props: Props) {
     if (!quiet) setLoading(true);
     try {
       const chat = await api<ChatDetail>("GET", `/api/v1/chats/${id}`);
-      setDetail(chat);
+      if (shown.current === id) setDetail(chat); // not a chat the person has since left
       return chat;
     } catch (e) {
-      if (!quiet) {
+      if (!quiet && shown.current === id) {
         setDetail(null);
         const gone = e instanceof ApiError && e.status === 404;
         setFailure({ message: humanError(e), retry: gone ? null : () => load(id) });
@@ -103,7 +106,11 @@ export function ChatView(props: Props) {
   useEffect(() => {
     if (chatId && chatId === created.current) return;
     created.current = null;
-    abort.current?.abort();
+    shown.current = chatId;
+    // A reply streaming in the chat being left goes on (the server keeps writing and saving
+    // it; coming back follows it), but no longer updates this view.
+    runToken.current++;
+    abort.current = null;
     setRun(null);
     setFailure(null);
     setSettingsOpen(false);
@@ -157,6 +164,8 @@ export function ChatView(props: Props) {
     restore: string | null = null,
   ) => {
     const controller = new AbortController();
+    const token = ++runToken.current;
+    const mine = () => runToken.current === token;
     abort.current = controller;
     stick.current = true;
     setFailure(null);
@@ -171,7 +180,7 @@ export function ChatView(props: Props) {
     // Markdown is re-rendered once per animation frame with all text so far, not per token.
     const paint = () => {
       frame = 0;
-      setRun((r) => r && { ...r, text: acc, queue: null });
+      if (mine()) setRun((r) => r && { ...r, text: acc, queue: null });
     };
     try {
       for await (const event of streamEvents(path, body, controller.signal)) {
@@ -179,10 +188,10 @@ export function ChatView(props: Props) {
           started = true;
           user = event.user_message ?? user;
           assistant = event.message;
-          setRun((r) => r && { ...r, user: event.user_message ?? r.user, assistant: event.message });
+          if (mine()) setRun((r) => r && { ...r, user: event.user_message ?? r.user, assistant: event.message });
           props.onChatsChanged(); // the server titles a new chat from its first message
         } else if (event.type === "queue") {
-          setRun((r) => r && { ...r, queue: event.position });
+          if (mine()) setRun((r) => r && { ...r, queue: event.position });
         } else if (event.type === "delta") {
           acc += event.content;
           if (!frame) frame = requestAnimationFrame(paint);
@@ -198,7 +207,12 @@ export function ChatView(props: Props) {
       if (frame) cancelAnimationFrame(frame);
       if (abort.current === controller) abort.current = null;
     }
+    if (!mine()) {
+      props.onChatsChanged();
+      return;
+    }
     const fresh = await load(id, true);
+    if (!mine()) return;
     if (fresh === null) {
       // The server cannot be reached: keep showing what arrived, marked as cut short.
       const kept = [...base, ...(user ? [user] : [])];
@@ -223,6 +237,7 @@ export function ChatView(props: Props) {
       params: draftSettings.params,
     });
     created.current = chat.id;
+    shown.current = chat.id;
     setDetail({ ...chat, messages: [], generating: false });
     navigate(`/c/${chat.id}`);
     props.onChatsChanged();
@@ -281,10 +296,13 @@ export function ChatView(props: Props) {
   const stop = async () => {
     const controller = abort.current;
     setRun((r) => r && { ...r, stopping: true });
+    if (!run) setStoppingOther(true); // a reply followed by polling (started elsewhere)
     if (detail) {
       const stopped = api("POST", `/api/v1/chats/${detail.id}/stop`).catch(() => null);
       await Promise.race([stopped, new Promise((r) => setTimeout(r, 1500))]);
+      if (!run) await load(detail.id, true);
     }
+    setStoppingOther(false);
     controller?.abort();
   };
 
@@ -429,8 +447,8 @@ export function ChatView(props: Props) {
         onChange={setText}
         onSend={() => send(text)}
         onStop={stop}
-        streaming={!!run}
-        stopping={run?.stopping ?? false}
+        streaming={!!run || !!detail?.generating}
+        stopping={run?.stopping ?? stoppingOther}
         disabled={false}
         focusRef={composerFocus}
       />
