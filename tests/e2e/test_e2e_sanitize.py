@@ -16,28 +16,22 @@ aborted as well as recorded: nothing leaves the box.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
-import threading
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from e2e_proxy import SwappingProxy, serve_proxy
 from e2e_ui import (
     NewContext,
     articles,
     content_of,
     create_chat,
-    free_port,
     import_chat,
     is_local,
     open_chat,
     send,
     unique,
-    wait_for,
     wait_reply_done,
     watch_of,
 )
@@ -192,116 +186,10 @@ def test_a_stored_reply_cannot_name_remote_content(page: Page, api: httpx.Client
     assert remote == [], f"model output still names remote resources: {remote}"
 
 
-def _hostile_event(event: dict[str, Any], pieces: list[str]) -> list[dict[str, Any]]:
-    """What the page gets instead of one event of the real stream."""
-    if event.get("type") == "delta":
-        if not pieces:
-            return []
-        sent = [{"type": "delta", "content": p} for p in pieces]
-        pieces.clear()
-        return sent
-    if event.get("type") == "done":
-        event["message"]["content"] = HOSTILE
-    return [event]
-
-
-def _hostile_chat(body: bytes) -> bytes:
-    """The chat as the server sends it, with its replies' text swapped for HOSTILE (the page
-    reads the chat back once the stream ends: it must see what the stream said)."""
-    chat = json.loads(body)
-    for message in chat.get("messages", []):
-        if message["role"] == "assistant":
-            message["content"] = HOSTILE
-    return json.dumps(chat).encode()
-
-
-class HostileProxy:
-    """An ASGI app in front of the real server that passes everything through, except that
-    a reply streamed by ``POST /api/v1/chats/{id}/messages`` has its text swapped for
-    HOSTILE, cut into small pieces (through tags and attributes) sent a few milliseconds
-    apart, so that the page renders it while streaming; reading that chat back afterwards
-    shows the same text. The model and the server are real; only the words differ."""
-
-    PIECE = 9
-    PAUSE = 0.02
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self.swapped: set[str] = set()
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        path, method = scope["path"], scope["method"]
-        query = scope["query_string"].decode()
-        skip = {b"host", b"content-length", b"accept-encoding"}
-        headers = [(k.decode(), v.decode()) for k, v in scope["headers"] if k not in skip]
-        headers.append(("accept-encoding", "identity"))
-        async with httpx.AsyncClient(base_url=self.upstream, timeout=120) as client:
-            request = client.build_request(
-                method, path + (f"?{query}" if query else ""), headers=headers, content=body
-            )
-            response = await client.send(request, stream=True)
-            try:
-                drop = {"content-length", "transfer-encoding", "connection", "content-encoding"}
-                out = [
-                    (k.encode(), v.encode())
-                    for k, v in response.headers.multi_items()
-                    if k.lower() not in drop
-                ]
-                await send(
-                    {"type": "http.response.start", "status": response.status_code, "headers": out}
-                )
-                async for chunk in self._body(method, path, response):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                await send({"type": "http.response.body", "body": b""})
-            finally:
-                await response.aclose()
-
-    async def _body(self, method: str, path: str, response: httpx.Response) -> Any:
-        stream = re.fullmatch(r"/api/v1/chats/([^/]+)/messages", path)
-        chat = re.fullmatch(r"/api/v1/chats/([^/]+)", path)
-        is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
-        if method == "POST" and stream and is_sse:
-            self.swapped.add(stream.group(1))
-            pieces = [HOSTILE[i : i + self.PIECE] for i in range(0, len(HOSTILE), self.PIECE)]
-            async for line in response.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    yield (line + "\n").encode()
-                    continue
-                for event in _hostile_event(json.loads(line.removeprefix("data: ")), pieces):
-                    yield f"data: {json.dumps(event)}\n\n".encode()
-                    if event["type"] == "delta":
-                        await asyncio.sleep(self.PAUSE)
-        elif method == "GET" and chat and chat.group(1) in self.swapped and response.is_success:
-            yield _hostile_chat(await response.aread())
-        else:
-            async for chunk in response.aiter_bytes():
-                yield chunk
-
-
 @pytest.fixture
 def hostile_proxy(server: str) -> Iterator[str]:
-    """The URL of a :class:`HostileProxy` in front of ``server``, on a free loopback port."""
-    port = free_port()
-    config = uvicorn.Config(
-        HostileProxy(server), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-    )
-    proxy = uvicorn.Server(config)
-    thread = threading.Thread(target=proxy.run, daemon=True)
-    thread.start()
-    assert wait_for(lambda: proxy.started, timeout=10), "the proxy did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proxy.should_exit = True
-        thread.join(10)
+    with serve_proxy(SwappingProxy(server, HOSTILE)) as url:
+        yield url
 
 
 def test_a_streamed_hostile_reply_renders_inert(
