@@ -102,6 +102,17 @@ export function App() {
     })();
   }, [state]);
 
+  // Phone width: Escape closes the sidebar; opening it moves the focus into it.
+  useEffect(() => {
+    if (!sidebarOpen) return;
+    document.querySelector<HTMLElement>(".sidebar .new-chat")?.focus();
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key === "Escape" && !document.querySelector("dialog[open], [role=menu]")) setSidebarOpen(false);
+    };
+    document.addEventListener("keydown", onKey);
+    return () => document.removeEventListener("keydown", onKey);
+  }, [sidebarOpen]);
+
   const chooseDefaultModel = useCallback((name: string) => {
     localStorage.setItem(MODEL_KEY, name);
     setDefaultModel(name);

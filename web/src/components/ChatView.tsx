@@ -66,6 +66,8 @@ export function ChatView(props: Props) {
   const [settingsOpen, setSettingsOpen] = useState(false);
   const [stoppingOther, setStoppingOther] = useState(false);
   const created = useRef<string | null>(null); // the chat this view just created
+  const creating = useRef(false);
+  const keepDraft = useRef(false); // back to "/" after a failed first send: keep the state
   const shown = useRef<string | null>(props.chatId);
   const runToken = useRef(0); // bumped when the view leaves a chat: its reply runs on unseen
   const abort = useRef<AbortController | null>(null);
@@ -107,6 +109,11 @@ export function ChatView(props: Props) {
     if (chatId && chatId === created.current) return;
     created.current = null;
     shown.current = chatId;
+    if (keepDraft.current) {
+      keepDraft.current = false;
+      setDetail(null);
+      return;
+    }
     // A reply streaming in the chat being left goes on (the server keeps writing and saving
     // it; coming back follows it), but no longer updates this view.
     runToken.current++;
@@ -162,7 +169,7 @@ export function ChatView(props: Props) {
     pendingUser: Message | null,
     retry: (failedBeforeStart: boolean) => void,
     restore: string | null = null,
-  ) => {
+  ): Promise<{ started: boolean; failed: boolean }> => {
     const controller = new AbortController();
     const token = ++runToken.current;
     const mine = () => runToken.current === token;
@@ -207,12 +214,13 @@ export function ChatView(props: Props) {
       if (frame) cancelAnimationFrame(frame);
       if (abort.current === controller) abort.current = null;
     }
+    const outcome = { started, failed: !!(problem || streamProblem) };
     if (!mine()) {
       props.onChatsChanged();
-      return;
+      return outcome;
     }
     const fresh = await load(id, true);
-    if (!mine()) return;
+    if (!mine()) return outcome;
     if (fresh === null) {
       // The server cannot be reached: keep showing what arrived, marked as cut short.
       const kept = [...base, ...(user ? [user] : [])];
@@ -227,6 +235,7 @@ export function ChatView(props: Props) {
       if (!started && restore) setText((t) => t || restore);
       setFailure({ message, retry: () => retry(!started) });
     }
+    return outcome;
   };
 
   const ensureChat = async (): Promise<Chat> => {
@@ -245,22 +254,34 @@ export function ChatView(props: Props) {
   };
 
   const send = async (content: string) => {
-    if (!content.trim() || run) return;
+    if (!content.trim() || run || creating.current) return;
     setText("");
     setFailure(null);
     let chat: Chat;
+    creating.current = true; // a second Enter while the chat is being created sends nothing
     try {
       chat = await ensureChat();
     } catch (e) {
       setText((t) => t || content);
       setFailure({ message: humanError(e, model), retry: () => latest.current.send(textRef.current || content) });
       return;
+    } finally {
+      creating.current = false;
     }
+    const isNew = !detail;
     const base = detail?.messages ?? [];
-    await runReply(chat.id, `/api/v1/chats/${chat.id}/messages`, { content }, base, draftMessage(chat.id, "user", content), (lost) => {
+    const outcome = await runReply(chat.id, `/api/v1/chats/${chat.id}/messages`, { content }, base, draftMessage(chat.id, "user", content), (lost) => {
       if (lost) latest.current.send(textRef.current || content);
       else latest.current.regenerate();
     }, content);
+    if (isNew && outcome.failed && !outcome.started && shown.current === chat.id) {
+      // The first message never got in: drop the empty chat rather than leave it listed.
+      api("DELETE", `/api/v1/chats/${chat.id}`).then(props.onChatsChanged, () => {});
+      keepDraft.current = true;
+      setDraftModel(chat.model);
+      setDraftSettings({ system_prompt: chat.system_prompt, params: chat.params });
+      navigate("/", true);
+    }
   };
 
   const regenerate = async (messageId?: number) => {
