@@ -16,7 +16,7 @@ fi
 
 if [[ ! -d node_modules || package-lock.json -nt node_modules ]]; then
     echo "build-web: installing npm packages"
-    npm ci --no-audit --no-fund --loglevel=error
+    npm ci --no-audit --no-fund --loglevel=error >/dev/null
     touch node_modules
 fi
 

@@ -173,6 +173,7 @@ export function App() {
         onDefaultModel={chooseDefaultModel}
         onChatsChanged={refreshChats}
         onOpenSidebar={() => setSidebarOpen(true)}
+        sidebarOpen={sidebarOpen}
       />
     </div>
   );

@@ -17,6 +17,7 @@ interface Props {
   onDefaultModel: (name: string) => void;
   onChatsChanged: () => void;
   onOpenSidebar: () => void;
+  sidebarOpen: boolean;
 }
 
 /** A reply being generated: what is shown instead of the branch's tail meanwhile. */
@@ -148,6 +149,10 @@ export function ChatView(props: Props) {
     const timer = setTimeout(() => load(detail.id, true), 1000);
     return () => clearTimeout(timer);
   }, [detail, run, load]);
+
+  useEffect(() => {
+    document.title = detail ? `${detail.title} · ollm` : "ollm";
+  }, [detail?.title]);
 
   // Keep the newest text in view while the person has not scrolled up.
   useLayoutEffect(() => {
@@ -371,7 +376,7 @@ export function ChatView(props: Props) {
   return (
     <main class="main">
       <header class="chat-header">
-        <button type="button" class="icon-btn mobile-only" aria-label="Open sidebar" onClick={props.onOpenSidebar}>
+        <button type="button" class="icon-btn mobile-only" aria-label="Open sidebar" aria-expanded={props.sidebarOpen} onClick={props.onOpenSidebar}>
           <Icon name="menu" />
         </button>
         <h1 class="chat-title">{detail?.title ?? "New chat"}</h1>
