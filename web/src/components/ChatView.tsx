@@ -68,6 +68,7 @@ export function ChatView(props: Props) {
   const [stoppingOther, setStoppingOther] = useState(false);
   const created = useRef<string | null>(null); // the chat this view just created
   const creating = useRef(false);
+  const loadingChat = useRef<{ id: string; pending: Promise<ChatDetail | null> } | null>(null);
   const keepDraft = useRef(false); // back to "/" after a failed first send: keep the state
   const shown = useRef<string | null>(props.chatId);
   const runToken = useRef(0); // bumped when the view leaves a chat: its reply runs on unseen
@@ -87,7 +88,13 @@ export function ChatView(props: Props) {
   const chatId = props.chatId;
   const model = detail ? detail.model ?? props.defaultModel : draftModel ?? props.defaultModel;
 
-  const load = useCallback(async (id: string, quiet = false) => {
+  const load = useCallback((id: string, quiet = false) => {
+    const pending = fetchChat(id, quiet);
+    if (!quiet) loadingChat.current = { id, pending };
+    return pending;
+  }, []);
+
+  const fetchChat = async (id: string, quiet: boolean): Promise<ChatDetail | null> => {
     if (!quiet) setLoading(true);
     try {
       const chat = await api<ChatDetail>("GET", `/api/v1/chats/${id}`);
@@ -103,7 +110,7 @@ export function ChatView(props: Props) {
     } finally {
       if (!quiet) setLoading(false);
     }
-  }, []);
+  };
 
   // Follow the route: load the chat (unless this view just created it), or start afresh.
   useEffect(() => {
@@ -243,8 +250,16 @@ export function ChatView(props: Props) {
     return outcome;
   };
 
-  const ensureChat = async (): Promise<Chat> => {
-    if (detail) return detail;
+  /** The chat to send to: the one shown, the one in the address bar once it has loaded
+   * (Enter may come before it has), or a new one (``isNew``). */
+  const ensureChat = async (): Promise<{ chat: ChatDetail; isNew: boolean }> => {
+    if (detail) return { chat: detail, isNew: false };
+    if (chatId) {
+      const opening = loadingChat.current?.id === chatId ? loadingChat.current.pending : load(chatId);
+      const chat = await opening;
+      if (!chat || shown.current !== chatId) throw new ApiError("chat not loaded", "http", 404, "chat_not_found");
+      return { chat, isNew: false };
+    }
     const chat = await api<Chat>("POST", "/api/v1/chats", {
       model: model ?? undefined,
       system_prompt: draftSettings.system_prompt || undefined,
@@ -252,20 +267,22 @@ export function ChatView(props: Props) {
     });
     created.current = chat.id;
     shown.current = chat.id;
-    setDetail({ ...chat, messages: [], generating: false });
+    const fresh: ChatDetail = { ...chat, messages: [], generating: false };
+    setDetail(fresh);
     navigate(`/c/${chat.id}`);
     props.onChatsChanged();
-    return chat;
+    return { chat: fresh, isNew: true };
   };
 
   const send = async (content: string) => {
     if (!content.trim() || run || creating.current) return;
     setText("");
     setFailure(null);
-    let chat: Chat;
+    let chat: ChatDetail;
+    let isNew: boolean;
     creating.current = true; // a second Enter while the chat is being created sends nothing
     try {
-      chat = await ensureChat();
+      ({ chat, isNew } = await ensureChat());
     } catch (e) {
       setText((t) => t || content);
       setFailure({ message: humanError(e, model), retry: () => latest.current.send(textRef.current || content) });
@@ -273,8 +290,7 @@ export function ChatView(props: Props) {
     } finally {
       creating.current = false;
     }
-    const isNew = !detail;
-    const base = detail?.messages ?? [];
+    const base = chat.messages;
     const outcome = await runReply(chat.id, `/api/v1/chats/${chat.id}/messages`, { content }, base, draftMessage(chat.id, "user", content), (lost) => {
       if (lost) latest.current.send(textRef.current || content);
       else latest.current.regenerate();
