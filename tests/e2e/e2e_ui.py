@@ -30,7 +30,7 @@ PASSWORD = "correct horse battery"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 # Greedy and short: replies are deterministic enough to reason about, and quick.
-GREEDY = {"temperature": 0, "max_tokens": 48}
+GREEDY = {"temperature": 0, "max_tokens": 16}
 # A prompt SmolLM2 keeps answering at temperature 0 (the integration suite uses it too).
 LONG_PROMPT = "Repeat the word hello 500 times."
 REPLY_TIMEOUT_MS = 90_000

@@ -34,7 +34,7 @@ def indicator(article: Locator) -> Locator:
 
 def test_regenerate_then_move_between_versions(page: Page, api: httpx.Client) -> None:
     # Sampled (not greedy), so the two versions likely differ; the test holds either way.
-    chat = create_chat(api, unique("Regenerate"), params={"temperature": 1.0, "max_tokens": 32})
+    chat = create_chat(api, unique("Regenerate"), params={"temperature": 1.0, "max_tokens": 16})
     ask(api, chat["id"], "Tell me one fact about cats.")
     open_chat(page, chat["id"])
     reply = articles(page, "Assistant").last
