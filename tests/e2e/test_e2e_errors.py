@@ -71,3 +71,18 @@ def test_a_lost_connection_can_be_retried(page: Page, api: httpx.Client) -> None
     expect(page.get_by_role("alert")).to_have_count(0)
     expect(articles(page, "User")).to_have_count(1)
     expect(reply.locator(".message-content")).not_to_be_empty()
+
+
+def test_a_message_too_long_for_the_context_is_explained(page: Page, api: httpx.Client) -> None:
+    chat = create_chat(api, unique("Too long"))
+    open_chat(page, chat["id"])
+    long_text = "word " * 3000  # ~3000 tokens; the server's context is 2048
+    send(page, long_text)
+
+    alert = page.get_by_role("alert")
+    expect(alert).to_be_visible(timeout=30_000)
+    expect(alert).to_contain_text(re.compile(r"too long|context", re.I))
+    assert_human(alert.inner_text())
+    expect(button(alert, "Retry")).to_be_visible()
+    expect(message_box(page)).to_have_value(long_text)
+    expect(articles(page, "Assistant")).to_have_count(0)
