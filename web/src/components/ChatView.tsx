@@ -54,6 +54,7 @@ function draftMessage(chatId: string, role: "user" | "assistant", content: strin
   };
 }
 
+const DRAFT_KEY = "ollm.draft";
 const EMPTY_SETTINGS: ChatSettings = { system_prompt: null, params: {} };
 
 export function ChatView(props: Props) {
@@ -61,7 +62,8 @@ export function ChatView(props: Props) {
   const [loading, setLoading] = useState(false);
   const [run, setRun] = useState<Run | null>(null);
   const [failure, setFailure] = useState<Failure | null>(null);
-  const [text, setText] = useState("");
+  // The box's text survives a reload of the page (or a crash of the tab) too.
+  const [text, setText] = useState(() => sessionStorage.getItem(DRAFT_KEY) ?? "");
   const [draftModel, setDraftModel] = useState<string | null>(null);
   const [draftSettings, setDraftSettings] = useState<ChatSettings>(EMPTY_SETTINGS);
   const [settingsOpen, setSettingsOpen] = useState(false);
@@ -156,6 +158,11 @@ export function ChatView(props: Props) {
     const timer = setTimeout(() => load(detail.id, true), 1000);
     return () => clearTimeout(timer);
   }, [detail, run, load]);
+
+  useEffect(() => {
+    if (text) sessionStorage.setItem(DRAFT_KEY, text);
+    else sessionStorage.removeItem(DRAFT_KEY);
+  }, [text]);
 
   useEffect(() => {
     document.title = detail ? `${detail.title} · ollm` : "ollm";
