@@ -68,6 +68,8 @@ export function ChatView(props: Props) {
   const [draftSettings, setDraftSettings] = useState<ChatSettings>(EMPTY_SETTINGS);
   const [settingsOpen, setSettingsOpen] = useState(false);
   const [stoppingOther, setStoppingOther] = useState(false);
+  const [scrolledUp, setScrolledUp] = useState(false);
+  const [notice, setNotice] = useState<string | null>(null);
   const created = useRef<string | null>(null); // the chat this view just created
   const creating = useRef(false);
   const loadingChat = useRef<{ id: string; pending: Promise<ChatDetail | null> } | null>(null);
@@ -130,6 +132,8 @@ export function ChatView(props: Props) {
     abort.current = null;
     setRun(null);
     setFailure(null);
+    setNotice(null);
+    setScrolledUp(false);
     setSettingsOpen(false);
     stick.current = true;
     if (chatId) load(chatId);
@@ -176,7 +180,16 @@ export function ChatView(props: Props) {
 
   const onScroll = () => {
     const el = scroller.current;
-    if (el) stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+    if (!el) return;
+    stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+    if (stick.current === scrolledUp) setScrolledUp(!stick.current);
+  };
+
+  const toBottom = () => {
+    const el = scroller.current;
+    stick.current = true;
+    setScrolledUp(false);
+    el?.scrollTo({ top: el.scrollHeight, behavior: "smooth" });
   };
 
   /** Stream one reply into the view; on failure, say what happened and offer a retry. */
@@ -194,7 +207,9 @@ export function ChatView(props: Props) {
     const mine = () => runToken.current === token;
     abort.current = controller;
     stick.current = true;
+    setScrolledUp(false);
     setFailure(null);
+    setNotice(null);
     setRun({ base, user: pendingUser, assistant: draftMessage(id, "assistant", ""), text: "", queue: null, stopping: false });
     let acc = "";
     let frame = 0;
@@ -214,6 +229,10 @@ export function ChatView(props: Props) {
           started = true;
           user = event.user_message ?? user;
           assistant = event.message;
+          if (event.dropped_turns > 0 && mine()) {
+            const n = event.dropped_turns;
+            setNotice(`${n} earlier ${n === 1 ? "turn does" : "turns do"} not fit the model's context and ${n === 1 ? "was" : "were"} left out of this reply.`);
+          }
           if (mine()) setRun((r) => r && { ...r, user: event.user_message ?? r.user, assistant: event.message });
           props.onChatsChanged(); // the server titles a new chat from its first message
         } else if (event.type === "queue") {
@@ -470,6 +489,7 @@ export function ChatView(props: Props) {
               onSwitch={() => {}}
             />
           )}
+          {notice && !run && <p class="notice">{notice}</p>}
           {failure && (
             <div role="alert" class="error-box">
               <p>{failure.message}</p>
@@ -490,6 +510,12 @@ export function ChatView(props: Props) {
           )}
         </div>
       </div>
+
+      {scrolledUp && (
+        <button type="button" class="to-bottom" aria-label="Scroll to the latest message" onClick={toBottom}>
+          <Icon name="down" size={18} />
+        </button>
+      )}
 
       <Composer
         value={text}

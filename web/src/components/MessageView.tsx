@@ -197,7 +197,11 @@ function MessageViewImpl(props: Props) {
               <Icon name="regen" size={16} />
             </button>
           )}
-          {stats && <span class="reply-stats">{stats}</span>}
+          {stats && (
+            <span class="reply-stats" title={message.model ? `Written by ${message.model}` : undefined}>
+              {stats}
+            </span>
+          )}
         </div>
       )}
     </article>

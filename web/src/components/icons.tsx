@@ -12,6 +12,7 @@ const paths: Record<string, string> = {
   edit: "M4 20h4L19 9l-4-4L4 16v4zM14 6l4 4",
   regen: "M20 11a8 8 0 1 0-2.3 5.7M20 5v6h-6",
   left: "M15 6l-6 6 6 6",
+  down: "M12 5v14M5 12l7 7 7-7",
   right: "M9 6l6 6-6 6",
   sliders: "M4 7h10M18 7h2M4 17h4M12 17h8M14 5v4M8 15v4",
   search: "M11 18a7 7 0 1 0 0-14 7 7 0 0 0 0 14zM20 20l-4-4",
