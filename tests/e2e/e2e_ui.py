@@ -75,14 +75,22 @@ def create_chat(api: httpx.Client, title: str | None = None, **fields: Any) -> d
 
 
 def import_chat(
-    api: httpx.Client, title: str, messages: list[dict[str, str]], model: str = MODEL
+    api: httpx.Client,
+    title: str,
+    messages: list[dict[str, str]],
+    model: str = MODEL,
+    params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A chat with the given OpenAI-style messages, stored as they are (no model involved)."""
+    """A chat with the given OpenAI-style messages, stored as they are (no model involved),
+    greedy and short for whatever is generated in it later unless ``params`` says else."""
     response = api.post(
         "/api/v1/chats/import", json={"title": title, "model": model, "messages": messages}
     )
     assert response.status_code == 201, response.text
-    return response.json()
+    chat = response.json()
+    patched = api.patch(f"/api/v1/chats/{chat['id']}", json={"params": params or GREEDY})
+    assert patched.status_code == 200, patched.text
+    return chat
 
 
 def ask(api: httpx.Client, chat_id: str, content: str) -> dict[str, Any]:
