@@ -27,6 +27,7 @@ export function App() {
   const [defaultModel, setDefaultModel] = useState<string | null>(null);
   const [sidebarOpen, setSidebarOpen] = useState(false);
   const afterLogin = useRef("/");
+  const wantSearch = useRef(false);
 
   const boot = useCallback(async () => {
     setState("loading");
@@ -105,13 +106,36 @@ export function App() {
   // Phone width: Escape closes the sidebar; opening it moves the focus into it.
   useEffect(() => {
     if (!sidebarOpen) return;
-    document.querySelector<HTMLElement>(".sidebar .new-chat")?.focus();
+    document.querySelector<HTMLElement>(wantSearch.current ? ".search input" : ".sidebar .new-chat")?.focus();
+    wantSearch.current = false;
     const onKey = (e: KeyboardEvent) => {
-      if (e.key === "Escape" && !document.querySelector("dialog[open], [role=menu]")) setSidebarOpen(false);
+      if (e.key === "Escape" && !document.querySelector("dialog[open], [role=menu]")) {
+        setSidebarOpen(false);
+        document.querySelector<HTMLElement>("[aria-label='Open sidebar']")?.focus();
+      }
     };
     document.addEventListener("keydown", onKey);
     return () => document.removeEventListener("keydown", onKey);
   }, [sidebarOpen]);
+
+  // Shortcuts: Ctrl/Cmd+Shift+O a new chat, Ctrl/Cmd+K the chat search.
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      const mod = e.ctrlKey || e.metaKey;
+      if (mod && e.shiftKey && e.key.toLowerCase() === "o") {
+        e.preventDefault();
+        navigate("/");
+        window.dispatchEvent(new Event("ollm:new-chat"));
+      } else if (mod && !e.shiftKey && e.key.toLowerCase() === "k") {
+        e.preventDefault();
+        wantSearch.current = true;
+        setSidebarOpen(true);
+        document.querySelector<HTMLInputElement>(".search input")?.focus();
+      }
+    };
+    document.addEventListener("keydown", onKey);
+    return () => document.removeEventListener("keydown", onKey);
+  }, []);
 
   const chooseDefaultModel = useCallback((name: string) => {
     localStorage.setItem(MODEL_KEY, name);

@@ -242,6 +242,8 @@ export function ChatView(props: Props) {
           if (!frame) frame = requestAnimationFrame(paint);
         } else if (event.type === "done") {
           if (event.error) streamProblem = event.error.message;
+          else if (event.finish_reason === "length" && mine())
+            setNotice("The reply stopped at its length limit (Max tokens in Chat settings, or the context window).");
         } else if (event.type === "error") {
           streamProblem = event.error.message;
         }
