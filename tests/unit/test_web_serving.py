@@ -44,6 +44,9 @@ async def test_browsers_get_the_page_at_every_client_route(h: Harness) -> None:
         assert response.headers["content-type"].startswith("text/html")
         assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
         assert response.headers["Cache-Control"] == "no-cache"
+    head = await h.client.head("/", headers=BROWSER)
+    assert head.status_code == 200
+    assert head.headers["content-type"].startswith("text/html")
 
 
 async def test_other_clients_still_get_the_ollama_probe(h: Harness) -> None:

@@ -10,6 +10,7 @@ import { Sidebar } from "./Sidebar";
 
 type AuthState = "loading" | "in" | "out" | "down";
 const MODEL_KEY = "ollm.model";
+const PAGE = 100; // chats listed at first; "Show more chats" adds as many
 
 interface ModelList {
   data: { id: string }[];
@@ -23,6 +24,8 @@ export function App() {
   const [bootError, setBootError] = useState("");
   const [chats, setChats] = useState<Chat[]>([]);
   const [query, setQuery] = useState("");
+  const [listLimit, setListLimit] = useState(PAGE);
+  const [chatTotal, setChatTotal] = useState(0);
   const [models, setModels] = useState<string[]>([]);
   const [defaultModel, setDefaultModel] = useState<string | null>(null);
   const [sidebarOpen, setSidebarOpen] = useState(false);
@@ -71,15 +74,25 @@ export function App() {
 
   const refreshChats = useCallback(async () => {
     const q = query.trim();
-    const params = new URLSearchParams({ limit: "200" });
-    if (q) params.set("q", q);
     try {
-      const page = await api<ChatPage>("GET", `/api/v1/chats?${params}`);
-      setChats(page.items);
+      const items: Chat[] = [];
+      let total = 0;
+      // Pages of at most 200 (the API's limit) until the number asked for is listed.
+      for (let offset = 0; offset < listLimit; offset += 200) {
+        const limit = Math.min(200, listLimit - offset);
+        const params = new URLSearchParams({ limit: String(limit), offset: String(offset) });
+        if (q) params.set("q", q);
+        const page = await api<ChatPage>("GET", `/api/v1/chats?${params}`);
+        items.push(...page.items);
+        total = page.total;
+        if (page.items.length < limit) break;
+      }
+      setChats(items);
+      setChatTotal(total);
     } catch {
       // the list stays as it was; the chat view reports failures of its own calls
     }
-  }, [query]);
+  }, [query, listLimit]);
 
   useEffect(() => {
     if (state !== "in") return;
@@ -183,6 +196,7 @@ export function App() {
         chats={chats}
         query={query}
         onQuery={setQuery}
+        more={chatTotal > chats.length ? () => setListLimit((n) => n + PAGE) : null}
         currentId={chatId}
         user={config?.auth ? user : null}
         onLogout={logout}

@@ -13,6 +13,7 @@ interface Props {
   chats: Chat[];
   query: string;
   onQuery: (q: string) => void;
+  more: (() => void) | null;
   currentId: string | null;
   user: User | null;
   onLogout: () => void;
@@ -125,6 +126,11 @@ export function Sidebar(props: Props) {
             </ul>
           </section>
         ))}
+        {props.more && (
+          <button type="button" class="btn ghost show-more" onClick={props.more}>
+            Show more chats
+          </button>
+        )}
       </nav>
       {props.user && (
         <div class="sidebar-foot">
