@@ -164,6 +164,7 @@ export function App() {
     setCsrfToken(null);
     setUser(null);
     setChats([]);
+    sessionStorage.removeItem("ollm.draft"); // the next person at this browser starts blank
     setState("out");
   }, []);
 
