@@ -131,7 +131,8 @@ def browser(playwright: Playwright, chromium_path: str) -> Iterator[Browser]:
 def new_context(browser: Browser, request: pytest.FixtureRequest) -> Iterator[NewContext]:
     """``new_context(base_url=..., **options)``: a fresh browser context (its own cookies),
     desktop-sized unless told; every page it opens is watched (console, errors, requests)
-    and, if the test fails, photographed into ``artifacts/failures/``. Closed after the test."""
+    and, if the test fails, photographed into ``artifacts/failures/``. Closed after the test,
+    which then fails if any page threw an uncaught error."""
     made: list[tuple[BrowserContext, list[Page]]] = []
 
     def make(**options: Any) -> BrowserContext:
@@ -151,10 +152,14 @@ def new_context(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Ne
     yield make
     report = getattr(request.node, "rep_call", None)
     failed = report is not None and report.failed
+    uncaught = [e for _, pages in made for page in pages for e in watch_of(page).page_errors]
     for n, (context, pages) in enumerate(made):
-        if failed:
+        if failed or uncaught:
             _keep_evidence(request.node.name, n, pages)
         context.close()
+    if uncaught and not failed:
+        # The app threw and nobody caught it: a bug even when the page still looked right.
+        pytest.fail(f"uncaught errors in the page: {uncaught}", pytrace=False)
 
 
 def _keep_evidence(test_name: str, n: int, pages: list[Page]) -> None:
