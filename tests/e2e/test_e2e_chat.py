@@ -27,6 +27,7 @@ from e2e_ui import (
     sidebar,
     text_length,
     unique,
+    wait_for,
     wait_reply_done,
 )
 from playwright.sync_api import Error as PlaywrightError
@@ -227,3 +228,23 @@ def test_stop_ends_a_long_reply(page: Page, api: httpx.Client) -> None:
     box.fill("Thanks.")
     expect(button(page, "Send")).to_be_enabled()
     box.fill("")
+
+
+def test_the_model_picker_lists_the_models_and_sets_the_chats(
+    page: Page, api: httpx.Client
+) -> None:
+    chat = create_chat(api, unique("Model picker"))
+    open_chat(page, chat["id"])
+    picker = page.get_by_role("combobox", name="Model", exact=True)
+    expect(picker).to_have_value(MODEL)
+    installed = sorted(m["id"] for m in api.get("/v1/models").json()["data"])
+    offered = sorted(picker.locator("option").evaluate_all("(os) => os.map((o) => o.value)"))
+    assert offered == installed, (offered, installed)
+
+    other = next(name for name in installed if name != MODEL)
+    picker.select_option(other)
+    assert wait_for(lambda: get_chat(api, chat["id"])["model"] == other, timeout=10)
+    page.reload()
+    expect(picker).to_have_value(other)
+    picker.select_option(MODEL)
+    assert wait_for(lambda: get_chat(api, chat["id"])["model"] == MODEL, timeout=10)

@@ -21,8 +21,10 @@ from e2e_ui import (
     create_chat,
     import_chat,
     message_box,
+    open_chat,
     sidebar,
     unique,
+    wait_reply_done,
 )
 from playwright.sync_api import Page, expect
 
@@ -160,3 +162,22 @@ def test_main_screens(
     expect(login.get_by_role("textbox", name="Username", exact=True)).to_be_visible()
     expect(login.get_by_label("Password", exact=True)).to_be_visible()
     shoot(login, f"login-{suffix}")
+
+
+def test_a_phone_can_chat(new_context: NewContext, server: str) -> None:
+    """At 390px: the Message box and Send fit on screen, and a message gets its reply."""
+    page = new_context(base_url=server, viewport=PHONE, is_mobile=True, has_touch=True).new_page()
+    with httpx.Client(base_url=server, timeout=60) as api:
+        chat = create_chat(api, unique("On the phone"))
+    open_chat(page, chat["id"])
+    box = message_box(page)
+    expect(box).to_be_in_viewport()
+    box.fill("Say hi.")
+    send_button = button(page, "Send")
+    expect(send_button).to_be_in_viewport()
+    send_button.tap()
+    reply = wait_reply_done(page)
+    expect(content_of(reply)).not_to_be_empty()
+    expect(articles(page, "User")).to_have_count(1)
+    overflow = page.evaluate("() => document.documentElement.scrollWidth - innerWidth")
+    assert overflow <= 0, f"the page is {overflow}px wider than the phone"
