@@ -164,7 +164,8 @@ export function App() {
     setCsrfToken(null);
     setUser(null);
     setChats([]);
-    sessionStorage.removeItem("ollm.draft"); // the next person at this browser starts blank
+    // The next person at this browser starts blank.
+    for (const key of Object.keys(sessionStorage)) if (key.startsWith("ollm.draft")) sessionStorage.removeItem(key);
     setState("out");
   }, []);
 

@@ -54,7 +54,8 @@ function draftMessage(chatId: string, role: "user" | "assistant", content: strin
   };
 }
 
-const DRAFT_KEY = "ollm.draft";
+/** Where the Message box's unsent text of a chat (or of a new chat) is kept. */
+const draftKey = (chatId: string | null) => `ollm.draft:${chatId ?? "new"}`;
 const EMPTY_SETTINGS: ChatSettings = { system_prompt: null, params: {} };
 
 export function ChatView(props: Props) {
@@ -62,8 +63,8 @@ export function ChatView(props: Props) {
   const [loading, setLoading] = useState(false);
   const [run, setRun] = useState<Run | null>(null);
   const [failure, setFailure] = useState<Failure | null>(null);
-  // The box's text survives a reload of the page (or a crash of the tab) too.
-  const [text, setText] = useState(() => sessionStorage.getItem(DRAFT_KEY) ?? "");
+  // Each chat keeps its own unsent text, across chat switches and page reloads.
+  const [text, setText] = useState(() => sessionStorage.getItem(draftKey(props.chatId)) ?? "");
   const [draftModel, setDraftModel] = useState<string | null>(null);
   const [draftSettings, setDraftSettings] = useState<ChatSettings>(EMPTY_SETTINGS);
   const [settingsOpen, setSettingsOpen] = useState(false);
@@ -124,12 +125,14 @@ export function ChatView(props: Props) {
     if (keepDraft.current) {
       keepDraft.current = false;
       setDetail(null);
+      if (textRef.current) sessionStorage.setItem(draftKey(null), textRef.current);
       return;
     }
     // A reply streaming in the chat being left goes on (the server keeps writing and saving
     // it; coming back follows it), but no longer updates this view.
     runToken.current++;
     abort.current = null;
+    setText(sessionStorage.getItem(draftKey(chatId)) ?? "");
     setRun(null);
     setFailure(null);
     setNotice(null);
@@ -164,8 +167,9 @@ export function ChatView(props: Props) {
   }, [detail, run, load]);
 
   useEffect(() => {
-    if (text) sessionStorage.setItem(DRAFT_KEY, text);
-    else sessionStorage.removeItem(DRAFT_KEY);
+    const key = draftKey(shown.current);
+    if (text) sessionStorage.setItem(key, text);
+    else sessionStorage.removeItem(key);
   }, [text]);
 
   useEffect(() => {
