@@ -5,6 +5,7 @@ up as a position mismatch in its decode)."""
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -136,6 +137,8 @@ class SnapshotHarness:
         for _ in range(2000):
             self.loop.run_once()
             if rid in self.finals:
+                self.cache.flush()  # snapshot writes run on a writer thread
+                self.loop._update_stats()
                 return self.finals[rid]
         raise AssertionError("request did not finish")
 
@@ -155,6 +158,23 @@ def test_an_evicted_conversation_is_saved_and_restored_from_disk(tmp_path: Path)
     assert turn2.num_cached_tokens >= len(encode_bytes(HISTORY))
     assert h.loop.stats.snapshot_loads == 1
     assert h.loop.stats.snapshot_tokens_loaded == turn2.num_cached_tokens
+
+
+def test_saving_does_not_wait_for_the_disk(tmp_path: Path):
+    """The state is read on the engine thread; hashing and writing happen on the writer."""
+    h = SnapshotHarness(tmp_path)
+    h.ask(HISTORY)
+    writer_threads = []
+    real_save = h.store.save
+
+    def recording_save(**kwargs):
+        writer_threads.append(threading.current_thread().name)
+        return real_save(**kwargs)
+
+    h.store.save = recording_save
+    h.ask("something else entirely, from bob", user="bob", tag="bobs")
+    assert writer_threads and all(name.startswith("ollm-kv-writer") for name in writer_threads)
+    assert h.loop.stats.snapshot_saves == 1
 
 
 def test_two_owners_with_identical_prompts_never_hit_each_others_snapshots(tmp_path: Path):
@@ -213,5 +233,6 @@ def test_forgetting_a_conversation_deletes_its_snapshots_and_cached_prefix(tmp_p
     assert list(tmp_path.glob("*.kv"))
     h.loop.inbox.put(ForgetConversation("doomed"))
     h.loop.run_once()
+    h.cache.flush()  # deletes go through the writer thread, after any queued write
     assert not list(tmp_path.glob("*.kv"))
     assert h.ask(HISTORY + " again", tag="doomed").num_cached_tokens == 0
