@@ -22,6 +22,9 @@ Username = Annotated[
 Password = Annotated[str, StringConstraints(min_length=8, max_length=1024)]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# Token counts are INTEGER columns (32-bit in PostgreSQL, and SQLite refuses Python ints
+# past 64 bits): a bigger number is a 400, never a driver error.
+TokenCount = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
 class _Input(BaseModel):
@@ -161,8 +164,8 @@ class MessageCreate(_Input):
     parent_id: int | None = None
     model: str | None = None
     status: MessageStatus = MessageStatus.COMPLETE
-    prompt_tokens: int | None = Field(None, ge=0)
-    completion_tokens: int | None = Field(None, ge=0)
+    prompt_tokens: TokenCount | None = None
+    completion_tokens: TokenCount | None = None
     ttft_ms: float | None = Field(None, ge=0)
     tokens_per_second: float | None = Field(None, ge=0)
 
@@ -173,8 +176,8 @@ class MessageUpdate(_Input):
     content: str | None = None
     status: MessageStatus | None = None
     model: str | None = None
-    prompt_tokens: int | None = Field(None, ge=0)
-    completion_tokens: int | None = Field(None, ge=0)
+    prompt_tokens: TokenCount | None = None
+    completion_tokens: TokenCount | None = None
     ttft_ms: float | None = Field(None, ge=0)
     tokens_per_second: float | None = Field(None, ge=0)
 

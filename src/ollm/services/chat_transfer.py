@@ -24,6 +24,7 @@ from ollm.db.schemas import (
     MessageCreate,
     ModelName,
     Title,
+    TokenCount,
 )
 from ollm.errors import InvalidRequestError
 
@@ -47,8 +48,8 @@ class ExportedMessage(_Strict):
     content: str = ""
     model: str | None = None
     status: MessageStatus = MessageStatus.COMPLETE
-    prompt_tokens: int | None = Field(None, ge=0)
-    completion_tokens: int | None = Field(None, ge=0)
+    prompt_tokens: TokenCount | None = None
+    completion_tokens: TokenCount | None = None
     ttft_ms: float | None = Field(None, ge=0)
     tokens_per_second: float | None = Field(None, ge=0)
     created_at: datetime | None = None
