@@ -219,6 +219,8 @@ async def test_negative_keep_alive_never_expires(tmp_path: Path, closing: list) 
     assert loaded.expires_at is None
     assert service.expire_idle(now=now[0] + 10**9) == []
     assert loaded_ids(service) == {"a:1"}
+    await service.get("a:1", keep_alive=1e300)  # past any calendar: reported as never
+    assert loaded.expires_at is None
 
 
 async def test_keep_alive_expiry(tmp_path: Path, closing: list) -> None:

@@ -224,3 +224,12 @@ def test_keep_alive_is_seconds(value: float | str | None, seconds: float | None)
 @pytest.mark.parametrize("value", ["soon", "5 minutes", "1h 30m", "5x", "", True, "nan", [5]])
 def test_bad_keep_alive_is_rejected(value: Any) -> None:
     assert "keep_alive" in rejected(ChatRequest, {"messages": USER, "keep_alive": value})
+
+
+@pytest.mark.parametrize("value", [1e15, "1e15", "inf", "100000000h"])
+def test_a_keep_alive_of_centuries_means_forever(value: object) -> None:
+    """No date can say when such a model unloads (the fuzz found /api/ps failing on one)."""
+    request = ChatRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}], "keep_alive": value}
+    )
+    assert request.keep_alive == -1

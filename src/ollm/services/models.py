@@ -100,13 +100,19 @@ class LoadedModel:
         if self.keep_alive < 0:
             return None
         start = time.time() if self.in_flight else self.idle_since
-        return start + self.keep_alive
+        expires = start + self.keep_alive
+        # A keep_alive of centuries ("1e12", "inf") is forever: no calendar holds its date.
+        return expires if expires < _LAST_DATE else None
 
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         """Prompt text to tokens, adding BOS unless the text already starts with it."""
         facts = self.backend.facts
         add_bos = facts.add_bos and not (facts.bos_text and text.startswith(facts.bos_text))
         return self.backend.tokenize(text, add_special=add_bos, parse_special=special)
+
+
+# 9999-12-31T23:59:59Z, the last moment a datetime (and RFC 3339) can name.
+_LAST_DATE = 253402300799.0
 
 
 def default_loader(path: Path, engine: EngineSettings) -> Backend:

@@ -38,6 +38,10 @@ def _not_supported(what: str) -> ValueError:
     return ValueError(f"{what} is not supported by this server yet")
 
 
+# Longer than this (~317 years) is kept forever.
+_FOREVER_SECONDS = 1e10
+
+
 class _Lenient(BaseModel):
     """Ignores unknown fields like Ollama, but says so in the log."""
 
@@ -193,7 +197,8 @@ class _GenerationRequest(_ModelRequest):
         seconds = parse_duration(value)
         if math.isnan(seconds):
             raise ValueError("keep_alive must be a number of seconds or a duration")
-        return seconds
+        # Centuries (or "inf") mean forever, as a negative value does: no date can say when.
+        return -1.0 if seconds > _FOREVER_SECONDS else seconds
 
     @field_validator("format")
     @classmethod
