@@ -236,3 +236,15 @@ def test_forgetting_a_conversation_deletes_its_snapshots_and_cached_prefix(tmp_p
     h.cache.flush()  # deletes go through the writer thread, after any queued write
     assert not list(tmp_path.glob("*.kv"))
     assert h.ask(HISTORY + " again", tag="doomed").num_cached_tokens == 0
+
+
+def test_a_request_that_cannot_start_queues_no_copy_into_its_slot(tmp_path: Path):
+    """Copies land at the next forward pass; a request failing first must not leave one."""
+    h = SnapshotHarness(tmp_path, slots=2)
+    h.ask(HISTORY + " chat A", tag="a")
+    h.backend.sampler_error = RuntimeError("grammar refused")
+    failed = h.ask(HISTORY + " chat B", tag="b")
+    assert failed.finish_reason == "error" and h.backend.copies == []
+    h.backend.sampler_error = None
+    shared = h.ask(HISTORY + " chat B", tag="b")
+    assert h.backend.copies and shared.num_cached_tokens >= len(encode_bytes(HISTORY))

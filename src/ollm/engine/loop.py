@@ -199,14 +199,10 @@ class EngineLoop:
             live = self._live[request.request_id]
             live.queue_position = None
             self._count_admission(request)
-            try:
-                failed = self._unprepared.pop(request.request_id, None)
-                if failed is not None:
-                    raise failed
-                live.sampler = self.backend.new_sampler(request.params)
-            except Exception as exc:  # e.g. a grammar llama.cpp rejects: this request only
-                log.warning("request %s: could not start: %s", request.request_id, exc)
-                self._finish(request.request_id, RequestStatus.FINISHED_ERROR, outputs, exc)
+            failed = self._unprepared.pop(request.request_id, None)
+            if failed is not None:  # e.g. a grammar llama.cpp rejects: this request only
+                log.warning("request %s: could not start: %s", request.request_id, failed)
+                self._finish(request.request_id, RequestStatus.FINISHED_ERROR, outputs, failed)
         chunks = [c for c in step.chunks if c.request.request_id in self._live]
         if not chunks:
             self._emit_all(outputs)
@@ -309,9 +305,15 @@ class EngineLoop:
     # -- helpers ---------------------------------------------------------------------
 
     def _prepare_slot(self, request: Request, grant: SlotGrant) -> int:
-        """The scheduler's admission hook: put the reusable prefix into the slot (see
-        :mod:`ollm.engine.kv_cache`). A failure fails this request alone, in ``_step``."""
+        """The scheduler's admission hook: make the request's sampler, then put the
+        reusable prefix into the slot (see :mod:`ollm.engine.kv_cache`). A failure fails
+        this request alone, in ``_step``.
+
+        The sampler comes first because a copy into the slot only happens at the next
+        forward pass: a request failing after its copy was queued could leave that copy
+        pending, to land later on whatever the slot holds by then."""
         try:
+            self._live[request.request_id].sampler = self.backend.new_sampler(request.params)
             return self.cache.prepare(request, grant)
         except Exception as exc:
             log.exception(
