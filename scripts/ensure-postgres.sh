@@ -28,26 +28,10 @@ if find_bindir; then
     exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "ensure-postgres: initdb not found and apt-get is unavailable;" \
-        "install PostgreSQL's server package, or set OLLM_TEST_PG_BINDIR to its bin dir." >&2
+"$(dirname "$0")/apt-install.sh" ensure-postgres postgresql || {
+    echo "ensure-postgres: or set OLLM_TEST_PG_BINDIR to an existing PostgreSQL bin dir." >&2
     exit 1
-fi
-if [[ "$(id -u)" -eq 0 ]]; then
-    as_root=()
-elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    as_root=(sudo -n)
-else
-    echo "ensure-postgres: initdb not found; run as root or with passwordless sudo so the" \
-        "postgresql package can be installed (apt-get install postgresql)," \
-        "or set OLLM_TEST_PG_BINDIR to an existing PostgreSQL bin dir." >&2
-    exit 1
-fi
-
-echo "ensure-postgres: installing Debian's postgresql package" >&2
-export DEBIAN_FRONTEND=noninteractive
-"${as_root[@]}" apt-get update -qq >&2
-"${as_root[@]}" apt-get install -y -qq --no-install-recommends postgresql >&2
+}
 
 if ! find_bindir; then
     echo "ensure-postgres: postgresql was installed but initdb is still not found" >&2

@@ -171,7 +171,7 @@ class PrefixCache:
             # The slot is empty now: whatever memory offered must be recomputed.
             self.backend.trim_sequence(request.seq_id, keep=0)
             return 0
-        shared = min(common_prefix(list(loaded.tokens), prompt), len(prompt) - 1)
+        shared = min(common_prefix(loaded.tokens, prompt), len(prompt) - 1)
         self.backend.trim_sequence(request.seq_id, keep=shared)
         self.stats.snapshot_loads += 1
         self.stats.snapshot_tokens_loaded += shared

@@ -23,7 +23,7 @@ prefixes only ever occupy slots no running request needs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -65,7 +65,7 @@ class SlotGrant(NamedTuple):
     evicted: CachedPrefix | None = None
 
 
-def common_prefix(a: list[int], b: list[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     """Length of the longest shared start of two token lists."""
     limit = min(len(a), len(b))
     for i in range(limit):

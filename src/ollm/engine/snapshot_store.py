@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ollm.engine import snapshot_file
+from ollm.engine.slots import common_prefix
 from ollm.engine.snapshot_file import SnapshotFormatError, SnapshotHeader
 
 log = logging.getLogger(__name__)
@@ -42,14 +43,6 @@ SUFFIX = ".kv"
 def owner_key(owner: str) -> str:
     """What a snapshot records of its owner: a hash, so no API key is written to disk."""
     return hashlib.sha256(f"ollm-kv-owner:{owner}".encode()).hexdigest()[:32]
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    limit = min(len(a), len(b))
-    for i in range(limit):
-        if a[i] != b[i]:
-            return i
-    return limit
 
 
 @dataclass(slots=True)
@@ -110,7 +103,7 @@ class SnapshotStore:
                 header = entry.header
                 if header.model != model or header.owner != owner_hash:
                     continue
-                shared = _common_prefix(header.tokens, prompt)
+                shared = common_prefix(header.tokens, prompt)
                 if shared > best_shared:
                     best, best_shared = entry, shared
         return best
