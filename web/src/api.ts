@@ -143,7 +143,9 @@ export function humanError(error: unknown, model?: string | null): string {
     return `The server is busy: every place in its queue is taken.${wait}`;
   }
   if (status === 400 && code === "context_length_exceeded")
-    return "This conversation is too long for the model's context window. Start a new chat, or edit an earlier message to shorten it.";
+    // Older turns are dropped to fit, so only the new message (with the system prompt and
+    // room for the reply) can be too long: a new chat would not help.
+    return "This message is too long for the model's context window (with the system prompt and room for the reply). Shorten it, or lower Max tokens in Chat settings.";
   if (status === 409) return "A reply is still being written in this chat. Wait for it to finish, or press Stop.";
   if (status === 503) return "The server is unavailable right now (it may be restarting). Try again in a moment.";
   if (status === 413) return "That message is too large for the server to accept.";
