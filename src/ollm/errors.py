@@ -36,11 +36,17 @@ class ContextLengthExceededError(InvalidRequestError):
     code = "context_length_exceeded"
 
 
-class ModelNotFoundError(OllmError):
-    """No model of that name is known."""
+class NotFoundError(OllmError):
+    """The thing asked for does not exist (or is not the caller's: told the same way)."""
 
     status_code = 404
     error_type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFoundError(NotFoundError):
+    """No model of that name is known."""
+
     code = "model_not_found"
 
 
@@ -104,3 +110,73 @@ class DigestMismatchError(PullError):
     """The downloaded file's sha256 differs from the one the hub announced; it was discarded."""
 
     code = "digest_mismatch"
+
+
+# -- accounts --------------------------------------------------------------------------
+
+
+class NotAuthenticatedError(OllmError):
+    """No valid session or API key came with a request that needs one."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+    code = "not_authenticated"
+
+
+class InvalidApiKeyError(NotAuthenticatedError):
+    """The bearer key is unknown, malformed, revoked, or its account disabled."""
+
+    code = "invalid_api_key"
+
+
+class InvalidCredentialsError(NotAuthenticatedError):
+    """Wrong username or password (deliberately not saying which)."""
+
+    code = "invalid_credentials"
+
+
+class PermissionDeniedError(OllmError):
+    """Authenticated, but not allowed to do this."""
+
+    status_code = 403
+    error_type = "invalid_request_error"
+    code = "permission_denied"
+
+
+class SignupClosedError(PermissionDeniedError):
+    """Sign-ups are turned off on this server."""
+
+    code = "signup_disabled"
+
+
+class AuthDisabledError(InvalidRequestError):
+    """Accounts and logins are not used: the server runs without auth."""
+
+    code = "auth_disabled"
+
+
+class AccountNotFoundError(NotFoundError):
+    """No user or key with that id (or not one the caller may see)."""
+
+
+# -- chats -----------------------------------------------------------------------------
+
+
+class ChatNotFoundError(NotFoundError):
+    """No such chat — or not the caller's, which is told the same way."""
+
+    code = "chat_not_found"
+
+
+class MessageNotFoundError(NotFoundError):
+    """No such message in this chat."""
+
+    code = "message_not_found"
+
+
+class ReplyInProgressError(OllmError):
+    """The chat already has a reply being generated."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    code = "reply_in_progress"

@@ -23,12 +23,8 @@ from fastapi import Depends, Request, Response
 from ollm import security
 from ollm.db.models import Role
 from ollm.db.schemas import UserPublic
-from ollm.services.accounts import (
-    AccountService,
-    InvalidApiKeyError,
-    NotAuthenticatedError,
-    PermissionDeniedError,
-)
+from ollm.errors import InvalidApiKeyError, NotAuthenticatedError, PermissionDeniedError
+from ollm.services.accounts import AccountService
 from ollm.settings import Settings
 
 SESSION_COOKIE = "ollm_session"

@@ -25,57 +25,15 @@ from ollm.db.schemas import (
     UserPublic,
     UserUpdate,
 )
-from ollm.errors import InvalidRequestError, OllmError
+from ollm.errors import (
+    AccountNotFoundError,
+    AuthDisabledError,
+    InvalidCredentialsError,
+    InvalidRequestError,
+    SignupClosedError,
+)
 from ollm.services.login_throttle import LoginThrottle
 from ollm.settings import Settings
-
-
-class NotAuthenticatedError(OllmError):
-    """No valid session or API key came with a request that needs one."""
-
-    status_code = 401
-    error_type = "invalid_request_error"
-    code = "not_authenticated"
-
-
-class InvalidApiKeyError(NotAuthenticatedError):
-    """The bearer key is unknown, malformed, revoked, or its account disabled."""
-
-    code = "invalid_api_key"
-
-
-class InvalidCredentialsError(NotAuthenticatedError):
-    """Wrong username or password (deliberately not saying which)."""
-
-    code = "invalid_credentials"
-
-
-class PermissionDeniedError(OllmError):
-    """Authenticated, but not allowed to do this."""
-
-    status_code = 403
-    error_type = "invalid_request_error"
-    code = "permission_denied"
-
-
-class SignupClosedError(PermissionDeniedError):
-    """Sign-ups are turned off on this server."""
-
-    code = "signup_disabled"
-
-
-class AuthDisabledError(InvalidRequestError):
-    """Accounts and logins are not used: the server runs without auth."""
-
-    code = "auth_disabled"
-
-
-class AccountNotFoundError(OllmError):
-    """No user or key with that id (or not one the caller may see)."""
-
-    status_code = 404
-    error_type = "invalid_request_error"
-    code = "not_found"
 
 
 class LoggedIn(NamedTuple):

@@ -45,7 +45,12 @@ from ollm.db.schemas import (
     MessageUpdate,
 )
 from ollm.engine.params import SamplingParams
-from ollm.errors import InvalidRequestError, OllmError
+from ollm.errors import (
+    ChatNotFoundError,
+    InvalidRequestError,
+    MessageNotFoundError,
+    ReplyInProgressError,
+)
 from ollm.services import chat_transfer
 from ollm.services.chat_transfer import ChatExport, OpenAIChatImport
 from ollm.services.completions import CompletionService
@@ -55,30 +60,6 @@ from ollm.settings import Settings
 
 DEFAULT_TITLE = "New chat"
 TITLE_FROM_MESSAGE_CHARS = 60
-
-
-class ChatNotFoundError(OllmError):
-    """No such chat — or not the caller's, which is told the same way."""
-
-    status_code = 404
-    error_type = "invalid_request_error"
-    code = "chat_not_found"
-
-
-class MessageNotFoundError(OllmError):
-    """No such message in this chat."""
-
-    status_code = 404
-    error_type = "invalid_request_error"
-    code = "message_not_found"
-
-
-class ReplyInProgressError(OllmError):
-    """The chat already has a reply being generated."""
-
-    status_code = 409
-    error_type = "invalid_request_error"
-    code = "reply_in_progress"
 
 
 class BranchTurn(BranchMessage):
