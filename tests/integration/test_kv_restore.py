@@ -14,6 +14,7 @@ chat's snapshots are gone.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -44,8 +45,15 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(path)
 
 
-def _prompt(backend: LlamaCppBackend, text: str) -> list[int]:
-    return backend.tokenize(text, add_special=False, parse_special=True)
+Tokenize = Callable[[str], list[int]]
+
+
+@pytest.fixture(scope="module")
+def tokens(model_path: Path) -> Iterator[Tokenize]:
+    """Chat-template text to token ids, from one model loaded for the whole module."""
+    backend = LlamaCppBackend.load(model_path, SETTINGS)
+    yield lambda text: backend.tokenize(text, add_special=False, parse_special=True)
+    backend.close()
 
 
 def _turn(user: str) -> str:
@@ -77,12 +85,10 @@ async def _generate(
 
 
 def test_a_restart_restores_the_conversation_from_disk_token_for_token(
-    model_path: Path, tmp_path: Path
+    model_path: Path, tokens: Tokenize, tmp_path: Path
 ):
     store_dir = tmp_path / "kv"
-    probe = LlamaCppBackend.load(model_path, SETTINGS)
-    history = _prompt(probe, f"<|im_start|>system\n{SYSTEM}<|im_end|>\n" + _turn("Name a river."))
-    probe.close()
+    history = tokens(f"<|im_start|>system\n{SYSTEM}<|im_end|>\n" + _turn("Name a river."))
 
     def store() -> SnapshotStore:  # a new index of the directory, as after a restart
         return SnapshotStore(store_dir, budget_bytes=1 << 30, runtime=runtime_version())
@@ -90,9 +96,7 @@ def test_a_restart_restores_the_conversation_from_disk_token_for_token(
     (reply,), _, first = asyncio.run(_generate(model_path, store(), [("alice", history)]))
     assert first.stats.snapshot_saves == 1 and len(list(store_dir.glob("*.kv"))) == 1
 
-    probe = LlamaCppBackend.load(model_path, SETTINGS)
-    follow_up = history + reply + _prompt(probe, "<|im_end|>\n" + _turn("And a mountain?"))
-    probe.close()
+    follow_up = history + reply + tokens("<|im_end|>\n" + _turn("And a mountain?"))
 
     (restored,), (cached,), second = asyncio.run(
         _generate(model_path, store(), [("alice", follow_up)])
@@ -113,13 +117,11 @@ def test_a_restart_restores_the_conversation_from_disk_token_for_token(
 
 
 def test_another_owner_never_loads_a_snapshot_even_with_the_same_prompt(
-    model_path: Path, tmp_path: Path
+    model_path: Path, tokens: Tokenize, tmp_path: Path
 ):
     store_dir = tmp_path / "kv"
     runtime = runtime_version()
-    probe = LlamaCppBackend.load(model_path, SETTINGS)
-    history = _prompt(probe, f"<|im_start|>system\n{SYSTEM}<|im_end|>\n" + _turn("Hi."))
-    probe.close()
+    history = tokens(f"<|im_start|>system\n{SYSTEM}<|im_end|>\n" + _turn("Hi."))
     store = SnapshotStore(store_dir, budget_bytes=1 << 30, runtime=runtime)
     asyncio.run(_generate(model_path, store, [("alice", history)]))
     assert len(list(store_dir.glob("*.kv"))) == 1
@@ -128,13 +130,11 @@ def test_another_owner_never_loads_a_snapshot_even_with_the_same_prompt(
     assert cached == 0 and engine.stats.snapshot_loads == 0
 
 
-def test_chats_sharing_a_system_prompt_share_its_kv_by_copy(model_path: Path):
-    probe = LlamaCppBackend.load(model_path, SETTINGS)
+def test_chats_sharing_a_system_prompt_share_its_kv_by_copy(model_path: Path, tokens: Tokenize):
     system = f"<|im_start|>system\n{SYSTEM}<|im_end|>\n"
-    chat_a = _prompt(probe, system + _turn("Name a river in France."))
-    chat_b = _prompt(probe, system + _turn("Name a desert."))
-    system_tokens = len(_prompt(probe, system))
-    probe.close()
+    chat_a = tokens(system + _turn("Name a river in France."))
+    chat_b = tokens(system + _turn("Name a desert."))
+    system_tokens = len(tokens(system))
 
     async def run() -> tuple[list[int], list[int], AsyncEngine]:
         backend = LlamaCppBackend.load(model_path, SETTINGS)
@@ -191,13 +191,11 @@ def test_a_chat_continues_from_disk_after_a_server_restart_and_delete_removes_it
 
 
 def test_a_corrupted_snapshot_is_discarded_with_a_log_line_and_the_request_succeeds(
-    model_path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    model_path: Path, tokens: Tokenize, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     store_dir = tmp_path / "kv"
     runtime = runtime_version()
-    probe = LlamaCppBackend.load(model_path, SETTINGS)
-    history = _prompt(probe, f"<|im_start|>system\n{SYSTEM}<|im_end|>\n" + _turn("Hello."))
-    probe.close()
+    history = tokens(f"<|im_start|>system\n{SYSTEM}<|im_end|>\n" + _turn("Hello."))
     store = SnapshotStore(store_dir, budget_bytes=1 << 30, runtime=runtime)
     (reply,), _, _ = asyncio.run(_generate(model_path, store, [("alice", history)]))
     (snapshot,) = store_dir.glob("*.kv")
