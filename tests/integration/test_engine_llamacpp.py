@@ -10,7 +10,7 @@ import pytest
 from ollm.backends.llamacpp.backend import LlamaCppBackend
 from ollm.engine.client import AsyncEngine, EngineLimits
 from ollm.engine.outputs import RequestOutput
-from ollm.engine.params import SamplingParams
+from ollm.sampling import SamplingParams
 from ollm.services import bundled
 from ollm.settings import EngineSettings
 

@@ -24,8 +24,8 @@ from v1_helpers import SERVER_ENV, ask, new_chat
 
 from ollm.backends.llamacpp.backend import LlamaCppBackend, runtime_version
 from ollm.engine.client import AsyncEngine, EngineLimits
-from ollm.engine.params import SamplingParams
 from ollm.engine.snapshot_store import SnapshotStore
+from ollm.sampling import SamplingParams
 from ollm.services import bundled
 from ollm.settings import EngineSettings
 

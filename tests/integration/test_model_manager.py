@@ -23,8 +23,8 @@ from gguf import GGUFReader
 from hf_mirror import HubMirror, MirrorFile, file_sha256, smollm2_gguf
 
 from ollm.chat.messages import ChatMessage
-from ollm.engine.params import SamplingParams
 from ollm.errors import DigestMismatchError, InvalidModelNameError, ModelNotFoundError, PullError
+from ollm.sampling import SamplingParams
 from ollm.services import bundled
 from ollm.services.completions import CompletionService
 from ollm.services.gguf_info import read_gguf_info

@@ -4,9 +4,9 @@ from ollm.backends.fake import FakeBackend, encode_bytes
 from ollm.engine.loop import EngineLoop
 from ollm.engine.messages import AbortRequest, AddRequest
 from ollm.engine.outputs import RequestOutput
-from ollm.engine.params import SamplingParams
 from ollm.engine.request import Request
 from ollm.engine.scheduler import Scheduler
+from ollm.sampling import SamplingParams
 
 
 class Harness:

@@ -17,11 +17,11 @@ from ollm.engine.kv_cache import PrefixCache
 from ollm.engine.loop import EngineLoop
 from ollm.engine.messages import AddRequest, ForgetConversation
 from ollm.engine.outputs import RequestOutput
-from ollm.engine.params import SamplingParams
 from ollm.engine.request import Request
 from ollm.engine.scheduler import Scheduler
 from ollm.engine.snapshot_file import SnapshotFormatError, SnapshotHeader
 from ollm.engine.snapshot_store import SnapshotStore, owner_key
+from ollm.sampling import SamplingParams
 
 RUNTIME = "fake-runtime 1"
 HISTORY = "A long conversation about the weather in many words. " * 4  # ~200 tokens

@@ -14,8 +14,8 @@ import pytest
 
 from ollm.backends.fake import FakeBackend
 from ollm.chat.messages import ChatMessage
-from ollm.engine.params import SamplingParams
 from ollm.errors import ContextLengthExceededError, ModelLoadError, ModelNotFoundError
+from ollm.sampling import SamplingParams
 from ollm.services.completions import CompletionService
 from ollm.services.models import ModelEntry, ModelService
 from ollm.services.residency import ResidencyLimits, Resident, available_memory, plan_evictions

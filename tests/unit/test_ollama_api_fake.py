@@ -18,7 +18,7 @@ from asgi_helpers import running_app as running_fake_app
 
 from ollm.backends.base import ModelFacts
 from ollm.backends.fake import FakeBackend
-from ollm.engine.params import SamplingParams
+from ollm.sampling import SamplingParams
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 

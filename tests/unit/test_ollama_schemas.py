@@ -17,7 +17,7 @@ from ollm.api.ollama.schemas import (
     PullRequest,
     ShowRequest,
 )
-from ollm.engine.params import JsonOutput, SamplingParams
+from ollm.sampling import JsonOutput, SamplingParams
 
 USER = [{"role": "user", "content": "hi"}]
 CONTEXT = 2048

@@ -15,7 +15,7 @@ from asgi_helpers import Harness, call_and_disconnect, running_app, wait_until
 from starlette.requests import Request
 
 from ollm.api.deps import caller_identity
-from ollm.engine.params import SamplingParams
+from ollm.sampling import SamplingParams
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 

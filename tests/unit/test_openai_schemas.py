@@ -250,7 +250,7 @@ def test_chat_delta_leaves_out_unset_fields() -> None:
 
 def test_response_format_json_maps_to_a_json_constraint() -> None:
     from ollm.api.openai.schemas import ChatCompletionRequest
-    from ollm.engine.params import JsonOutput
+    from ollm.sampling import JsonOutput
 
     base = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     plain = ChatCompletionRequest.model_validate(

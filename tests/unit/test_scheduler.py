@@ -3,10 +3,10 @@
 from collections import Counter
 
 from ollm.engine.budget import StepBudget
-from ollm.engine.params import SamplingParams
 from ollm.engine.request import Request, RequestStatus
 from ollm.engine.scheduler import FairQueue, Scheduler
 from ollm.engine.slots import SlotPool
+from ollm.sampling import SamplingParams
 
 
 def make_request(rid: str, prompt_len: int = 10, user: str = "u") -> Request:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ollm.engine.params import SamplingParams
+from ollm.sampling import SamplingParams
 
 
 @dataclass(frozen=True, slots=True)

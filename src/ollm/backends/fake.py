@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ollm.backends.base import BatchItem, ModelFacts
-from ollm.engine.params import SamplingParams
+from ollm.sampling import SamplingParams
 
 BOS = 0
 EOS = 1

@@ -21,11 +21,11 @@ from ollm.engine.kv_cache import PrefixCache
 from ollm.engine.loop import EngineLoop, EngineStats
 from ollm.engine.messages import AbortRequest, AddRequest, ForgetConversation
 from ollm.engine.outputs import RequestOutput
-from ollm.engine.params import SamplingParams
 from ollm.engine.request import Request
 from ollm.engine.scheduler import Scheduler
 from ollm.engine.snapshot_store import SnapshotStore
 from ollm.errors import InvalidRequestError, QueueFullError, ShuttingDownError
+from ollm.sampling import SamplingParams
 
 log = logging.getLogger(__name__)
 

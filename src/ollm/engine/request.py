@@ -6,7 +6,7 @@ import enum
 import time
 from dataclasses import dataclass, field
 
-from ollm.engine.params import SamplingParams
+from ollm.sampling import SamplingParams
 
 
 class RequestStatus(enum.Enum):

@@ -44,13 +44,13 @@ from ollm.db.schemas import (
     MessagePublic,
     MessageUpdate,
 )
-from ollm.engine.params import SamplingParams
 from ollm.errors import (
     ChatNotFoundError,
     InvalidRequestError,
     MessageNotFoundError,
     ReplyInProgressError,
 )
+from ollm.sampling import SamplingParams
 from ollm.services import chat_transfer
 from ollm.services.chat_transfer import ChatExport, OpenAIChatImport
 from ollm.services.completions import CompletionService

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ollm.chat.messages import ChatMessage
-from ollm.engine.params import SamplingParams
 from ollm.errors import ContextLengthExceededError, InvalidRequestError
+from ollm.sampling import SamplingParams
 from ollm.services.leases import LeasedStream
 from ollm.services.models import LoadedModel, ModelService
 

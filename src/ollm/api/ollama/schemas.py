@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ollm.chat.messages import ChatMessage
-from ollm.engine.params import JsonOutput, SamplingParams
+from ollm.sampling import JsonOutput, SamplingParams
 from ollm.settings import parse_duration
 
 log = logging.getLogger(__name__)

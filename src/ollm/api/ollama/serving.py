@@ -21,8 +21,8 @@ from ollm.api.ollama.ndjson import NDJSONResponse, ndjson_stream
 from ollm.api.ollama.timing import Timer
 from ollm.api.streaming import cancel_on_disconnect, generation_failure, outputs
 from ollm.chat.messages import ChatMessage
-from ollm.engine.params import SamplingParams
 from ollm.errors import ContextLengthExceededError, EngineError
+from ollm.sampling import SamplingParams
 from ollm.services.completions import CompletionService, Generation
 from ollm.services.models import ModelService
 

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from ollm.chat.messages import ChatMessage
-from ollm.engine.params import JsonOutput, SamplingParams
+from ollm.sampling import JsonOutput, SamplingParams
 
 MAX_STOP_STRINGS = 16
 OPENAI_TEMPERATURE = 1.0

@@ -18,8 +18,8 @@ from ollm.backends.llamacpp.native import (
     json_grammar,
     library_version,
 )
-from ollm.engine.params import SamplingParams
 from ollm.errors import InvalidRequestError
+from ollm.sampling import SamplingParams
 from ollm.settings import EngineSettings
 
 _FINGERPRINT_SPAN = 1 << 20
