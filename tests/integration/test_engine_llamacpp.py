@@ -11,7 +11,7 @@ from ollm.backends.llamacpp.backend import LlamaCppBackend
 from ollm.engine.client import AsyncEngine, EngineLimits
 from ollm.engine.outputs import RequestOutput
 from ollm.sampling import SamplingParams
-from ollm.services import bundled
+from ollm.services.models import bundled
 from ollm.settings import EngineSettings
 
 SETTINGS = EngineSettings(max_running=4, max_waiting=8, context_per_sequence=1024, threads=2)

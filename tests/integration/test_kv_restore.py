@@ -26,7 +26,7 @@ from ollm.backends.llamacpp.backend import LlamaCppBackend, runtime_version
 from ollm.engine.client import AsyncEngine, EngineLimits
 from ollm.engine.snapshot_store import SnapshotStore
 from ollm.sampling import SamplingParams
-from ollm.services import bundled
+from ollm.services.models import bundled
 from ollm.settings import EngineSettings
 
 SETTINGS = EngineSettings(max_running=2, max_waiting=8, context_per_sequence=2048, threads=2)

@@ -25,10 +25,10 @@ from hf_mirror import HubMirror, MirrorFile, file_sha256, smollm2_gguf
 from ollm.chat.messages import ChatMessage
 from ollm.errors import DigestMismatchError, InvalidModelNameError, ModelNotFoundError, PullError
 from ollm.sampling import SamplingParams
-from ollm.services import bundled
-from ollm.services.completions import CompletionService
-from ollm.services.gguf_info import read_gguf_info
-from ollm.services.models import ModelService, default_loader
+from ollm.services.inference.completions import CompletionService
+from ollm.services.models import bundled
+from ollm.services.models.gguf_info import read_gguf_info
+from ollm.services.models.service import ModelService, default_loader
 from ollm.settings import EngineSettings, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, pytest.mark.timeout(180)]

@@ -18,7 +18,7 @@ import pytest
 from conftest import run_server
 from hf_mirror import HubMirror, smollm2_gguf
 
-from ollm.services import bundled
+from ollm.services.models import bundled
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from ollm.api.app import create_app
 from ollm.backends.fake import FakeBackend
-from ollm.services.models import ModelEntry, ModelService
+from ollm.services.models.service import ModelEntry, ModelService
 from ollm.settings import EngineSettings, Settings
 
 pytestmark = [pytest.mark.timeout(int(os.environ.get("OLLM_FUZZ_TIMEOUT", "180")))]

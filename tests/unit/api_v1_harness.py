@@ -24,8 +24,8 @@ from ollm import security
 from ollm.api.app import create_app
 from ollm.backends.base import BatchItem
 from ollm.backends.fake import FakeBackend
-from ollm.services.chats import ChatService
-from ollm.services.models import ModelEntry, ModelService
+from ollm.services.chats.service import ChatService
+from ollm.services.models.service import ModelEntry, ModelService
 from ollm.settings import EngineSettings, Settings
 
 REPLY = "Hello from the fake model."

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from ollm.api.app import create_app
 from ollm.backends.fake import FakeBackend
-from ollm.services.models import ModelEntry, ModelService
+from ollm.services.models.service import ModelEntry, ModelService
 from ollm.settings import EngineSettings, Settings
 
 

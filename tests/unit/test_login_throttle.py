@@ -9,7 +9,7 @@ import httpx
 import pytest
 from api_v1_harness import PASSWORD, cheap_password_hashing, signup, v1_app
 
-from ollm.services.login_throttle import LoginThrottle, LoginThrottledError
+from ollm.services.accounts.login_throttle import LoginThrottle, LoginThrottledError
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 

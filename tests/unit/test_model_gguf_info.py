@@ -9,7 +9,7 @@ import pytest
 from gguf import GGUFReader, GGUFWriter
 from gguf.constants import LlamaFileType
 
-from ollm.services.gguf_info import GGUFFormatError, parse_header, read_gguf_info
+from ollm.services.models.gguf_info import GGUFFormatError, parse_header, read_gguf_info
 
 TEMPLATE = "{% for m in messages %}{{ m.content }}{% endfor %}"
 

@@ -16,9 +16,14 @@ from ollm.backends.fake import FakeBackend
 from ollm.chat.messages import ChatMessage
 from ollm.errors import ContextLengthExceededError, ModelLoadError, ModelNotFoundError
 from ollm.sampling import SamplingParams
-from ollm.services.completions import CompletionService
-from ollm.services.models import ModelEntry, ModelService
-from ollm.services.residency import ResidencyLimits, Resident, available_memory, plan_evictions
+from ollm.services.inference.completions import CompletionService
+from ollm.services.models.residency import (
+    ResidencyLimits,
+    Resident,
+    available_memory,
+    plan_evictions,
+)
+from ollm.services.models.service import ModelEntry, ModelService
 from ollm.settings import EngineSettings, Settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]

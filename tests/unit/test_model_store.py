@@ -12,8 +12,8 @@ from test_model_gguf_info import TEMPLATE, write_gguf
 
 from ollm.backends.fake import FakeBackend
 from ollm.errors import InvalidModelNameError, ModelNotFoundError, ModelProtectedError
-from ollm.services.models import ModelService
-from ollm.services.registry import ModelEntry, Registry, format_parameter_count
+from ollm.services.models.registry import ModelEntry, Registry, format_parameter_count
+from ollm.services.models.service import ModelService
 from ollm.settings import EngineSettings, Settings
 
 
@@ -84,7 +84,7 @@ def test_digest_is_cached_on_disk(
     def no_hashing(_path: Path) -> str:
         raise AssertionError("hashed again")
 
-    monkeypatch.setattr("ollm.services.digests.sha256_file", no_hashing)
+    monkeypatch.setattr("ollm.services.models.digests.sha256_file", no_hashing)
     fresh = Registry(settings, entries=[builtin])
     assert fresh.resolve("alpha:latest").digest == expected
 

@@ -30,11 +30,11 @@ from ollm.db import create_engine, create_sessionmaker, upgrade_database
 from ollm.errors import OllmError
 from ollm.observability import Metrics
 from ollm.observability.http import HttpMetricsMiddleware
-from ollm.services.accounts import AccountService
-from ollm.services.chats import ChatService
-from ollm.services.completions import CompletionService
-from ollm.services.models import ModelService
-from ollm.services.system_info import SystemInfoService
+from ollm.services.accounts.service import AccountService
+from ollm.services.chats.service import ChatService
+from ollm.services.inference.completions import CompletionService
+from ollm.services.models.service import ModelService
+from ollm.services.system.info import SystemInfoService
 from ollm.settings import Settings
 
 log = logging.getLogger(__name__)

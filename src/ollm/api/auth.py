@@ -24,7 +24,7 @@ from ollm import security
 from ollm.db.models import Role
 from ollm.db.schemas import UserPublic
 from ollm.errors import InvalidApiKeyError, NotAuthenticatedError, PermissionDeniedError
-from ollm.services.accounts import AccountService
+from ollm.services.accounts.service import AccountService
 from ollm.settings import Settings
 
 SESSION_COOKIE = "ollm_session"

@@ -12,10 +12,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ollm.api.auth import CurrentPrincipal
-from ollm.services.accounts import AccountService
-from ollm.services.chats import ChatService
-from ollm.services.completions import CompletionService
-from ollm.services.models import ModelService
+from ollm.services.accounts.service import AccountService
+from ollm.services.chats.service import ChatService
+from ollm.services.inference.completions import CompletionService
+from ollm.services.models.service import ModelService
 from ollm.settings import Settings
 
 _BEARER = "bearer "

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from ollm.errors import OllmError, QueueFullError
-from ollm.services.login_throttle import LoginThrottledError
+from ollm.services.accounts.login_throttle import LoginThrottledError
 
 log = logging.getLogger(__name__)
 

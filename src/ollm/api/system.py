@@ -15,7 +15,7 @@ from ollm.api.auth import authenticate
 from ollm.observability import Metrics
 from ollm.observability.metrics import CONTENT_TYPE
 from ollm.observability.readiness import Check, check_database, check_default_model
-from ollm.services.system_info import SystemInfo, SystemInfoService
+from ollm.services.system.info import SystemInfo, SystemInfoService
 
 router = APIRouter(tags=["system"])
 

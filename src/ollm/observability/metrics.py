@@ -20,7 +20,7 @@ from ollm.engine.client import OutputObserver
 from ollm.engine.loop import EngineStats
 from ollm.observability.engine_collector import EngineCollector, EngineView
 from ollm.observability.tokens import TokenObserver
-from ollm.services.models import ModelService
+from ollm.services.models.service import ModelService
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -31,7 +31,7 @@ LOAD_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
 class Metrics:
-    """The app's series. Implements :class:`ollm.services.models.ModelEvents`."""
+    """The app's series. Implements :class:`ollm.services.models.service.ModelEvents`."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()

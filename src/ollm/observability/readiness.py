@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ollm.errors import OllmError
-from ollm.services.models import ModelService
+from ollm.services.models.service import ModelService
 
 DATABASE_TIMEOUT = 2.0  # seconds
 

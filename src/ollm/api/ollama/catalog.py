@@ -16,7 +16,7 @@ from starlette.requests import Request
 from ollm.api.ollama import schemas as s
 from ollm.api.ollama.ndjson import NDJSONResponse, ndjson_stream
 from ollm.api.streaming import cancel_on_disconnect
-from ollm.services.models import ModelInfo, ModelService
+from ollm.services.models.service import ModelInfo, ModelService
 
 CAPABILITIES = ["completion"]
 

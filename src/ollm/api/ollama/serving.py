@@ -23,8 +23,8 @@ from ollm.api.streaming import cancel_on_disconnect, generation_failure, outputs
 from ollm.chat.messages import ChatMessage
 from ollm.errors import ContextLengthExceededError, EngineError
 from ollm.sampling import SamplingParams
-from ollm.services.completions import CompletionService, Generation
-from ollm.services.models import ModelService
+from ollm.services.inference.completions import CompletionService, Generation
+from ollm.services.models.service import ModelService
 
 Chunk = s.ChatChunk | s.GenerateChunk
 Wrap = Callable[[str, s.DoneReason | None, s.Stats | None], Chunk]

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from ollm.api.deps import CallerDep, CompletionsDep, ModelsDep
 from ollm.api.openai import schemas as s
 from ollm.api.openai import serving
-from ollm.services.models import ModelEntry
+from ollm.services.models.service import ModelEntry
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 

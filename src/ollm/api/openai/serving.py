@@ -25,7 +25,7 @@ from ollm.api.streaming import (
 )
 from ollm.engine.outputs import RequestOutput
 from ollm.errors import EngineError
-from ollm.services.completions import CompletionService, Generation
+from ollm.services.inference.completions import CompletionService, Generation
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ from ollm.api.auth import (
 )
 from ollm.api.deps import AccountsDep, SettingsDep
 from ollm.api.v1 import schemas as s
-from ollm.services.accounts import LoggedIn
+from ollm.services.accounts.service import LoggedIn
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

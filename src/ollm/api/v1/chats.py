@@ -13,8 +13,8 @@ from ollm.api.auth import CurrentUser
 from ollm.api.deps import ChatsDep
 from ollm.api.v1 import schemas as s
 from ollm.db.schemas import ChatCreate, ChatPage, ChatPublic, ChatUpdate
-from ollm.services.chat_transfer import ChatImport
-from ollm.services.chats import ChatDetail
+from ollm.services.chats.service import ChatDetail
+from ollm.services.chats.transfer import ChatImport
 
 router = APIRouter(prefix="/chats", tags=["chats"])
 

@@ -17,7 +17,7 @@ from ollm.api.deps import CallerDep, ChatsDep
 from ollm.api.streaming import EventStreamResponse, cancel_on_disconnect, sse_stream
 from ollm.api.v1 import schemas as s
 from ollm.errors import EngineError
-from ollm.services.replies import DoneEvent, RunningReply
+from ollm.services.chats.replies import DoneEvent, RunningReply
 
 router = APIRouter(prefix="/chats/{chat_id}", tags=["messages"])
 

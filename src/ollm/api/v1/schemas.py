@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ollm.db.schemas import MessagePublic, Password, Username, UserPublic
-from ollm.services.replies import DoneEvent, FinishReason, StartEvent, Timings, Usage
+from ollm.services.chats.replies import DoneEvent, FinishReason, StartEvent, Timings, Usage
 
 MessageText = Annotated[str, StringConstraints(min_length=1, max_length=1_000_000)]
 

@@ -17,7 +17,7 @@ import psutil
 from pydantic import BaseModel
 
 from ollm import __version__
-from ollm.services.models import LoadedModel, ModelService
+from ollm.services.models.service import LoadedModel, ModelService
 
 CPUINFO = Path("/proc/cpuinfo")
 

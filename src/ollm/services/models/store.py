@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ollm.services.digests import write_json_atomic
+from ollm.services.models.digests import write_json_atomic
 
 log = logging.getLogger(__name__)
 

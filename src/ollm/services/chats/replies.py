@@ -27,7 +27,7 @@ from ollm.db.models import MessageStatus
 from ollm.db.schemas import MessagePublic, MessageUpdate
 from ollm.engine.client import Mailbox
 from ollm.engine.outputs import RequestOutput
-from ollm.services.completions import Generation
+from ollm.services.inference.completions import Generation
 
 log = logging.getLogger(__name__)
 

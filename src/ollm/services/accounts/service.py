@@ -32,7 +32,7 @@ from ollm.errors import (
     InvalidRequestError,
     SignupClosedError,
 )
-from ollm.services.login_throttle import LoginThrottle
+from ollm.services.accounts.login_throttle import LoginThrottle
 from ollm.settings import Settings
 
 

@@ -8,7 +8,7 @@ History -> prompt -> engine -> persisted turns:
 2. The user turn and an empty assistant turn (status ``streaming``) are committed in one
    short transaction of their own. If the engine then refuses the request (queue full),
    both are removed again, so a retry does not leave a duplicate question behind.
-3. A :class:`~ollm.services.replies.RunningReply` drains the generation into the
+3. A :class:`~ollm.services.chats.replies.RunningReply` drains the generation into the
    assistant turn: checkpoints while it streams, the final text, status and timings when
    it ends — finished, stopped, abandoned by its client, or cut by a shutdown. A crash
    leaves the turn ``streaming``; :meth:`ChatService.recover_interrupted` marks it
@@ -51,11 +51,11 @@ from ollm.errors import (
     ReplyInProgressError,
 )
 from ollm.sampling import SamplingParams
-from ollm.services import chat_transfer
-from ollm.services.chat_transfer import ChatExport, OpenAIChatImport
-from ollm.services.completions import CompletionService
-from ollm.services.models import LoadedModel
-from ollm.services.replies import CHECKPOINT_SECONDS, DoneEvent, RunningReply, StartEvent
+from ollm.services.chats import transfer as chat_transfer
+from ollm.services.chats.replies import CHECKPOINT_SECONDS, DoneEvent, RunningReply, StartEvent
+from ollm.services.chats.transfer import ChatExport, OpenAIChatImport
+from ollm.services.inference.completions import CompletionService
+from ollm.services.models.service import LoadedModel
 from ollm.settings import Settings
 
 DEFAULT_TITLE = "New chat"

@@ -32,10 +32,10 @@ from ollm.engine.client import AsyncEngine, EngineLimits, OutputObserver
 from ollm.engine.loop import EngineStats
 from ollm.engine.snapshot_store import SnapshotStore
 from ollm.errors import ModelLoadError, ModelNotFoundError, ShuttingDownError
-from ollm.services import bundled
-from ollm.services.pull import Puller
-from ollm.services.registry import ModelEntry, ModelInfo, Registry
-from ollm.services.residency import (
+from ollm.services.models import bundled
+from ollm.services.models.pull import Puller
+from ollm.services.models.registry import ModelEntry, ModelInfo, Registry
+from ollm.services.models.residency import (
     ResidencyLimits,
     Resident,
     default_budget,

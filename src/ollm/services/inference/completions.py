@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from ollm.chat.messages import ChatMessage
 from ollm.errors import ContextLengthExceededError, InvalidRequestError
 from ollm.sampling import SamplingParams
-from ollm.services.leases import LeasedStream
-from ollm.services.models import LoadedModel, ModelService
+from ollm.services.models.leases import LeasedStream
+from ollm.services.models.service import LoadedModel, ModelService
 
 
 @dataclass(slots=True)

@@ -1,6 +1,7 @@
 """Which models may stay in memory: the count limit, the memory budget, and LRU eviction.
 
-Pure logic, no asyncio: :func:`plan_evictions` decides, :class:`ollm.services.models.ModelService`
+Pure logic, no asyncio: :func:`plan_evictions` decides,
+:class:`ollm.services.models.service.ModelService`
 acts. A model's memory is estimated before loading as its file size plus its KV cache
 (layers x cells x (K + V width) x 2 bytes, from the GGUF header): llama.cpp maps the file
 and allocates the whole KV cache up front, so that is what a load costs.

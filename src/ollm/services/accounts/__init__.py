@@ -1,0 +1,1 @@
+"""Accounts: users, sessions and API keys, and the login throttle."""

@@ -1,0 +1,1 @@
+"""Inference: one completion from a prompt or messages, queued fairly, streamed back."""
