@@ -1,7 +1,7 @@
 """Logging for ``ollm serve``: one ``dictConfig``, readable text or JSON lines.
 
 Every line may carry the id of the HTTP request it belongs to (set by
-:mod:`ollm.api.request_id` in :data:`current_request_id`), and every line passes a filter
+:mod:`ollm.api.http.request_id` in :data:`current_request_id`), and every line passes a filter
 that masks passwords, API keys, bearer tokens and database passwords, whichever logger
 wrote it (uvicorn's included: they propagate to the same handler). Prompts are not logged
 by ollm's own code; ``--log-prompts`` is the only switch that may allow it.

@@ -1,6 +1,6 @@
 """Graceful shutdown of a real server: SIGTERM while a chat reply and a /v1 stream run.
 
-What really happens (see ``ollm.api.shutdown``): during the grace the socket stays open and
+What really happens (see ``ollm.api.http.shutdown``): during the grace the socket stays open and
 every new request but ``/health`` gets 503 with ``Retry-After`` in its dialect's shape;
 the running streams go on. When the grace is over the chat reply is stopped and saved
 ``interrupted`` with its text, and the /v1 stream ends with a ``shutting_down`` error event

@@ -22,8 +22,8 @@ from api_v1_harness import (
 from isolation_routes import isolation_attempts
 from starlette.requests import Request
 
-from ollm.api.auth import Principal
-from ollm.api.deps import fairness_key
+from ollm.api.http.auth import Principal
+from ollm.api.http.deps import fairness_key
 from ollm.db.models import Role
 from ollm.db.schemas import UserPublic
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from api_v1_harness import v1_app
 
-from ollm.api.limits import body_problem, json_depth_exceeds
+from ollm.api.http.limits import body_problem, json_depth_exceeds
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 

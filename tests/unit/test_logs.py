@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from ollm.api.request_id import RequestIdMiddleware, choose_request_id
+from ollm.api.http.request_id import RequestIdMiddleware, choose_request_id
 from ollm.logs import REDACTED, logging_config, redact
 
 

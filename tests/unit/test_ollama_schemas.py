@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ollm.api.errors import validation_error_body
+from ollm.api.http.errors import validation_error_body
 from ollm.api.ollama.schemas import (
     ChatRequest,
     CopyRequest,

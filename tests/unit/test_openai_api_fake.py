@@ -14,7 +14,7 @@ import pytest
 from asgi_helpers import Harness, call_and_disconnect, running_app, wait_until
 from starlette.requests import Request
 
-from ollm.api.deps import caller_identity
+from ollm.api.http.deps import caller_identity
 from ollm.sampling import SamplingParams
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]

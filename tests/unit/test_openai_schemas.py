@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ollm.api.errors import validation_error_body
+from ollm.api.http.errors import validation_error_body
 from ollm.api.openai.schemas import (
     ChatChunkChoice,
     ChatCompletionChunk,

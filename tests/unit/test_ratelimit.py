@@ -10,7 +10,7 @@ import pytest
 from api_v1_harness import v1_app
 from starlette.requests import Request
 
-from ollm.api.ratelimit import TokenBucketLimiter, client_key
+from ollm.api.http.ratelimit import TokenBucketLimiter, client_key
 from ollm.settings import DEFAULT_RATE_LIMIT, Settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]

@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from ollm.api.security_headers import (
+from ollm.api.http.security_headers import (
     CONTENT_SECURITY_POLICY,
     SECURITY_HEADERS,
     SecurityHeadersMiddleware,

@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ollm.api.shutdown import Drain, DrainMiddleware, drain_then_interrupt
+from ollm.api.http.shutdown import Drain, DrainMiddleware, drain_then_interrupt
 
 pytestmark = pytest.mark.anyio
 

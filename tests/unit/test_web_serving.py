@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from asgi_helpers import Harness, running_app
 
-from ollm.api.security_headers import CONTENT_SECURITY_POLICY
+from ollm.api.http.security_headers import CONTENT_SECURITY_POLICY
 from ollm.api.web import ASSET_CACHE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]

@@ -14,15 +14,15 @@ from fastapi import Depends, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ollm import __version__
-from ollm.api.auth import authenticate
-from ollm.api.errors import install_error_handlers
-from ollm.api.limits import install_request_limits
+from ollm.api.http.auth import authenticate
+from ollm.api.http.errors import install_error_handlers
+from ollm.api.http.limits import install_request_limits
+from ollm.api.http.ratelimit import install_rate_limit
+from ollm.api.http.request_id import RequestIdMiddleware
+from ollm.api.http.security_headers import install_security_headers
+from ollm.api.http.shutdown import Drain, DrainMiddleware
 from ollm.api.ollama.routes import router as ollama_router
 from ollm.api.openai.routes import router as openai_router
-from ollm.api.ratelimit import install_rate_limit
-from ollm.api.request_id import RequestIdMiddleware
-from ollm.api.security_headers import install_security_headers
-from ollm.api.shutdown import Drain, DrainMiddleware
 from ollm.api.system import router as system_router
 from ollm.api.v1.router import router as v1_router
 from ollm.api.web import router as web_router
@@ -92,7 +92,7 @@ def create_app(settings: Settings, *, models: ModelService | None = None) -> Fas
         try:
             yield
         finally:
-            app.state.drain.begin()  # no-op after a signal's drain (ollm.api.shutdown)
+            app.state.drain.begin()  # no-op after a signal's drain (ollm.api.http.shutdown)
             await app.state.chats.close()  # running replies are saved as interrupted
             await registry.close()
             await database.dispose()

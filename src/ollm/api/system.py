@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from ollm.api.auth import authenticate
+from ollm.api.http.auth import authenticate
 from ollm.observability import Metrics
 from ollm.observability.metrics import CONTENT_TYPE
 from ollm.observability.readiness import Check, check_database, check_default_model
@@ -45,7 +45,7 @@ async def ready(request: Request) -> JSONResponse:
     database = await check_database(getattr(state, "database", None))
     model = check_default_model(getattr(state, "models", None), settings.default_model)
     checks = {"database": database, "default_model": model}
-    drain = getattr(state, "drain", None)  # graceful shutdown (ollm.api.shutdown)
+    drain = getattr(state, "drain", None)  # graceful shutdown (ollm.api.http.shutdown)
     if drain is not None and drain.draining:
         checks["accepting"] = Check(False, "the server is shutting down")
     failed = [name for name, check in checks.items() if not check.ok]

@@ -93,7 +93,7 @@ def serve(
     import uvicorn
 
     from ollm.api.app import create_app, interrupt_running
-    from ollm.api.shutdown import DrainingServer
+    from ollm.api.http.shutdown import DrainingServer
     from ollm.logs import configure_logging
 
     try:

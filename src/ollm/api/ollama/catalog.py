@@ -13,9 +13,9 @@ from typing import Any
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
+from ollm.api.http.streaming import cancel_on_disconnect
 from ollm.api.ollama import schemas as s
 from ollm.api.ollama.ndjson import NDJSONResponse, ndjson_stream
-from ollm.api.streaming import cancel_on_disconnect
 from ollm.services.models.service import ModelInfo, ModelService
 
 CAPABILITIES = ["completion"]

@@ -2,7 +2,7 @@
 
 Headers are gone by the time a stream fails, so a failure becomes one last
 ``{"error": "..."}`` line, which the official client raises as ``ResponseError``.
-Aborting on disconnect comes from :class:`ollm.api.streaming.EventStreamResponse`,
+Aborting on disconnect comes from :class:`ollm.api.http.streaming.EventStreamResponse`,
 whose closing of the body iterator this response inherits.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 import anyio
 from pydantic import BaseModel
 
-from ollm.api.errors import ollama_error_body
-from ollm.api.streaming import EventStreamResponse
+from ollm.api.http.errors import ollama_error_body
+from ollm.api.http.streaming import EventStreamResponse
 from ollm.errors import OllmError
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from ollm import __version__
-from ollm.api.deps import CallerDep, CompletionsDep, ModelsDep
+from ollm.api.http.deps import CallerDep, CompletionsDep, ModelsDep
 from ollm.api.ollama import catalog, serving
 from ollm.api.ollama import schemas as s
 

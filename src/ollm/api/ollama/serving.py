@@ -16,10 +16,10 @@ from typing import cast
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
+from ollm.api.http.streaming import cancel_on_disconnect, generation_failure, outputs
 from ollm.api.ollama import schemas as s
 from ollm.api.ollama.ndjson import NDJSONResponse, ndjson_stream
 from ollm.api.ollama.timing import Timer
-from ollm.api.streaming import cancel_on_disconnect, generation_failure, outputs
 from ollm.chat.messages import ChatMessage
 from ollm.errors import ContextLengthExceededError, EngineError
 from ollm.sampling import SamplingParams

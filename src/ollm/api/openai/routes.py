@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ollm.api.deps import CallerDep, CompletionsDep, ModelsDep
+from ollm.api.http.deps import CallerDep, CompletionsDep, ModelsDep
 from ollm.api.openai import schemas as s
 from ollm.api.openai import serving
 from ollm.services.models.service import ModelEntry

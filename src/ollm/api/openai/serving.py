@@ -2,7 +2,7 @@
 
 Everything that can go wrong because of the request is raised by the service before a
 byte is sent, and so becomes an ordinary error response. Once a stream has started,
-failures become one final error event (see :func:`ollm.api.streaming.sse_stream`).
+failures become one final error event (see :func:`ollm.api.http.streaming.sse_stream`).
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from typing import cast
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import Request
 
-from ollm.api.openai import schemas as s
-from ollm.api.streaming import (
+from ollm.api.http.streaming import (
     EventStreamResponse,
     cancel_on_disconnect,
     generation_failure,
     outputs,
     sse_stream,
 )
+from ollm.api.openai import schemas as s
 from ollm.engine.outputs import RequestOutput
 from ollm.errors import EngineError
 from ollm.services.inference.completions import CompletionService, Generation

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ollm.api.auth import AdminUser
-from ollm.api.deps import AccountsDep
+from ollm.api.http.auth import AdminUser
+from ollm.api.http.deps import AccountsDep
 from ollm.db.schemas import UserPublic, UserUpdate
 
 router = APIRouter(prefix="/admin", tags=["admin"])

@@ -6,12 +6,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from ollm import security
-from ollm.api.auth import (
+from ollm.api.http.auth import (
     CurrentPrincipal,
     clear_session_cookies,
     set_session_cookies,
 )
-from ollm.api.deps import AccountsDep, SettingsDep
+from ollm.api.http.deps import AccountsDep, SettingsDep
 from ollm.api.v1 import schemas as s
 from ollm.services.accounts.service import LoggedIn
 

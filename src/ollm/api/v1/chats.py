@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Query, Response, status
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from ollm.api.auth import CurrentUser
-from ollm.api.deps import ChatsDep
+from ollm.api.http.auth import CurrentUser
+from ollm.api.http.deps import ChatsDep
 from ollm.api.v1 import schemas as s
 from ollm.db.schemas import ChatCreate, ChatPage, ChatPublic, ChatUpdate
 from ollm.services.chats.service import ChatDetail

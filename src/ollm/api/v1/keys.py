@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Response, status
 
-from ollm.api.auth import CurrentUser
-from ollm.api.deps import AccountsDep
+from ollm.api.http.auth import CurrentUser
+from ollm.api.http.deps import AccountsDep
 from ollm.db.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 
 router = APIRouter(prefix="/keys", tags=["keys"])

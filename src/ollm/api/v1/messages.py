@@ -12,9 +12,9 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.background import BackgroundTask
 
-from ollm.api.auth import CurrentUser
-from ollm.api.deps import CallerDep, ChatsDep
-from ollm.api.streaming import EventStreamResponse, cancel_on_disconnect, sse_stream
+from ollm.api.http.auth import CurrentUser
+from ollm.api.http.deps import CallerDep, ChatsDep
+from ollm.api.http.streaming import EventStreamResponse, cancel_on_disconnect, sse_stream
 from ollm.api.v1 import schemas as s
 from ollm.errors import EngineError
 from ollm.services.chats.replies import DoneEvent, RunningReply

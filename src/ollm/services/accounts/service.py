@@ -2,7 +2,7 @@
 
 Each method is one short transaction over :mod:`ollm.db.crud` and returns ``Public``
 schemas, never ORM rows. Cookies, headers and CSRF are the API layer's business
-(:mod:`ollm.api.auth`); this module only deals in users, tokens and keys.
+(:mod:`ollm.api.http.auth`); this module only deals in users, tokens and keys.
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ollm.api.auth import SESSION_COOKIE, bearer_token
-from ollm.api.limits import error_response
+from ollm.api.http.auth import SESSION_COOKIE, bearer_token
+from ollm.api.http.limits import error_response
 from ollm.settings import Settings
 
 EXEMPT_PATHS = frozenset({"/health", "/ready", "/metrics"})

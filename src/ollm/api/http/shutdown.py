@@ -33,7 +33,7 @@ import uvicorn
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ollm.api.errors import error_body, is_ollama_path, ollama_error_body
+from ollm.api.http.errors import error_body, is_ollama_path, ollama_error_body
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import StreamingResponse
 from starlette.types import Send
 
-from ollm.api.errors import error_body, ollm_error_body
+from ollm.api.http.errors import error_body, ollm_error_body
 from ollm.engine.client import RequestStream
 from ollm.engine.outputs import RequestOutput
 from ollm.errors import EngineError, OllmError, ShuttingDownError

@@ -11,7 +11,7 @@ body". What it does not do:
 - Refuse JSON nested deeper than ``max_json_depth``: such a document parses, but recursive
   code after the parser (JSON schemas turned into grammars, validators) pays per level.
 
-Errors leave in the dialect's shape (:mod:`ollm.api.errors`). The middleware is plain ASGI,
+Errors leave in the dialect's shape (:mod:`ollm.api.http.errors`). The middleware is plain ASGI,
 not ``BaseHTTPMiddleware``, so streamed replies and disconnect detection pass through
 untouched: after the buffered body is handed over, ``receive`` is the server's own again.
 """
@@ -25,7 +25,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ollm.api.errors import error_body, is_ollama_path, ollama_error_body
+from ollm.api.http.errors import error_body, is_ollama_path, ollama_error_body
 from ollm.settings import Settings
 
 # A JSON string, quotes included: the unrolled form runs without backtracking.

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ollm.api.auth import CurrentPrincipal
+from ollm.api.http.auth import CurrentPrincipal
 from ollm.services.accounts.service import AccountService
 from ollm.services.chats.service import ChatService
 from ollm.services.inference.completions import CompletionService

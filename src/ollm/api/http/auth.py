@@ -10,7 +10,7 @@
 
 Failures are :class:`~ollm.errors.OllmError` subclasses, so every dialect answers in its
 own error shape. This module reads services from ``app.state`` itself rather than through
-:mod:`ollm.api.deps`, which builds on it.
+:mod:`ollm.api.http.deps`, which builds on it.
 """
 
 from __future__ import annotations
