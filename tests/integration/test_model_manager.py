@@ -22,13 +22,14 @@ from conftest import run_server
 from gguf import GGUFReader
 from hf_mirror import HubMirror, MirrorFile, file_sha256, smollm2_gguf
 
+from ollm.backends.registry import default_registry
 from ollm.chat.messages import ChatMessage
 from ollm.errors import DigestMismatchError, InvalidModelNameError, ModelNotFoundError, PullError
 from ollm.sampling import SamplingParams
 from ollm.services.inference.completions import CompletionService
 from ollm.services.models import bundled
 from ollm.services.models.gguf_info import read_gguf_info
-from ollm.services.models.service import ModelService, default_loader
+from ollm.services.models.service import ModelService
 from ollm.settings import EngineSettings, Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio, pytest.mark.timeout(180)]
@@ -307,7 +308,7 @@ async def test_ten_concurrent_first_requests_load_the_real_model_once(tmp_path: 
 
     def counting_loader(path: Path, engine: EngineSettings) -> Any:
         loads.append(path)
-        return default_loader(path, engine)
+        return default_registry().load(path, engine)
 
     engine = ENGINE.model_copy(update={"max_running": 4, "max_waiting": 16})
     settings = Settings(home=tmp_path / "home", engine=engine)

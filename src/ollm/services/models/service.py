@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ollm.backends.base import Backend
+from ollm.backends.registry import BackendRegistry, default_registry
 from ollm.chat.template import ChatTemplate
 from ollm.engine.client import AsyncEngine, EngineLimits, OutputObserver
 from ollm.engine.loop import EngineStats
@@ -115,19 +116,6 @@ class LoadedModel:
 _LAST_DATE = 253402300799.0
 
 
-def default_loader(path: Path, engine: EngineSettings) -> Backend:
-    from ollm.backends.llamacpp.backend import LlamaCppBackend  # heavy: import on first load
-
-    return LlamaCppBackend.load(path, engine)
-
-
-def default_runtime() -> str:
-    """The runtime KV snapshots are tied to (see :func:`runtime_version`)."""
-    from ollm.backends.llamacpp.backend import runtime_version
-
-    return runtime_version()
-
-
 class ModelService:
     """The registry of models and the engines of those loaded."""
 
@@ -136,12 +124,18 @@ class ModelService:
         settings: Settings,
         *,
         entries: list[ModelEntry] | None = None,
-        loader: Loader = default_loader,
+        backends: BackendRegistry | None = None,
+        loader: Loader | None = None,
         bundled_models: Sequence[bundled.BundledModel] = bundled.BUNDLED_MODELS,
         clock: Callable[[], float] = time.time,
-        runtime: Callable[[], str] = default_runtime,
+        runtime: Callable[[], str] | None = None,
     ) -> None:
-        """``entries`` replaces the bundled models (tests); ``clock`` drives keep-alive."""
+        """``entries`` replaces the bundled models (tests); ``clock`` drives keep-alive.
+
+        A model is loaded by the backend ``backends`` registers for its format (default:
+        llama.cpp for GGUF); ``loader`` replaces that choice outright (tests). ``runtime``
+        names the runtime KV snapshots are tied to (default: the GGUF backend's).
+        """
         self.settings = settings
         self.registry = Registry(settings, entries=entries, bundled_models=bundled_models)
         budget = settings.memory_budget
@@ -149,7 +143,8 @@ class ModelService:
             max_models=settings.max_loaded_models,
             budget_bytes=budget if budget is not None else default_budget(),
         )
-        self._loader = loader
+        self.backends = backends if backends is not None else default_registry()
+        self._loader = loader if loader is not None else self.backends.load
         self._clock = clock
         self._loaded: dict[str, LoadedModel] = {}
         self._loading: dict[str, asyncio.Task[LoadedModel]] = {}
@@ -163,8 +158,11 @@ class ModelService:
         self._closed = False
         self._puller = Puller(self.registry, endpoint=settings.hf_endpoint)
         self.events: ModelEvents | None = None  # set by create_app (metrics)
-        self._runtime = runtime
+        self._runtime = runtime if runtime is not None else self._gguf_runtime
         self._snapshots: SnapshotStore | None = None
+
+    def _gguf_runtime(self) -> str:
+        return self.backends.for_format("gguf").runtime()
 
     # -- registry ------------------------------------------------------------------------
 
