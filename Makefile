@@ -46,17 +46,19 @@ test-e2e: install
 test-unit: install
 	$(VENV)/bin/pytest -q tests/unit
 
+# ruff, then the layer rules of docs/architecture.md (import-linter contracts in pyproject.toml).
 lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
 bench: install
-	$(PY) benchmarks/bench_serving.py
-	$(PY) benchmarks/bench_prefix.py
+	$(PY) -m benchmarks.serving
+	$(PY) -m benchmarks.prefix
 
 clean:
 	rm -rf $(VENV) build *.egg-info

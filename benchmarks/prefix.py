@@ -8,7 +8,7 @@ caller again after the server was stopped and started on the same data (the KV c
 from the snapshot saved at shutdown). Then 8 callers each continue their own shorter chat
 at once: cold, warm, and reopened. Medians over repeats; results also written as JSON.
 
-    .venv/bin/python benchmarks/bench_prefix.py [--repeats 3]
+    .venv/bin/python -m benchmarks.prefix [--repeats 3]
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,11 +24,10 @@ from typing import Any
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_serving import build_prompt, ollm_server
-
-MODEL = "smollm2:135m"
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchmarks.config import DEFAULT_MODEL as MODEL
+from benchmarks.config import RESULTS_DIR as RESULTS
+from benchmarks.servers import ollm_server
+from benchmarks.workload import build_prompt
 
 
 async def ask(

@@ -1,0 +1,56 @@
+"""The benchmark package's own logic: the workload it sends and the numbers it reports.
+
+The benchmarks run by hand (``make bench``); these checks keep their arithmetic honest and
+their imports working between runs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.stats import check_records, summarize_probe, summarize_run
+from benchmarks.workload import StreamRecord, chat_body, make_run, probe_specs
+
+
+def test_a_run_is_deterministic_and_no_two_prompts_repeat() -> None:
+    first, again = make_run(4, 0, 32), make_run(4, 0, 32)
+    assert first == again
+    prompts = [s.messages[-1]["content"] for s in first + make_run(4, 1, 32)]
+    assert len(set(prompts)) == len(prompts)  # distinct across requests and repeats
+    body = chat_body(first[0], "smollm2:135m")
+    assert body["ignore_eos"] is True and body["max_tokens"] == 32 and body["stream"] is True
+
+
+def test_the_probe_prompt_is_much_longer_than_the_stream_it_interrupts() -> None:
+    stream, long = probe_specs()
+    assert len(long.messages[-1]["content"]) > 5 * len(stream.messages[-1]["content"])
+
+
+def test_a_run_summary_measures_from_each_arrival() -> None:
+    a = StreamRecord("a", send=0.0, chunks=[1.0, 1.5, 2.0], finish=2.0, completion_tokens=3)
+    b = StreamRecord("b", send=0.0, chunks=[2.0, 3.0], finish=4.0, completion_tokens=2)
+    summary = summarize_run([a, b], arrivals=[0.0, 0.0])
+    assert summary["completion_tokens"] == 5
+    assert summary["wall_s"] == 4.0 and summary["agg_tps"] == pytest.approx(1.25)
+    assert summary["ttft_p50_s"] == pytest.approx(1.5)  # TTFTs 1.0 and 2.0
+    assert summary["itl_p50_s"] == pytest.approx(0.5)  # gaps 0.5, 0.5, 1.0
+
+
+def test_record_checks_name_wrong_counts_and_errors() -> None:
+    ok = StreamRecord("ok", send=0.0, chunks=[1.0], finish=1.0, completion_tokens=8)
+    short = StreamRecord("short", send=0.0, chunks=[1.0], finish=1.0, completion_tokens=3)
+    failed = StreamRecord("failed", send=0.0, error="HTTP 500")
+    problems = check_records([ok, short, failed], 8, "run")
+    assert problems == [
+        "run short: 3 completion tokens, expected 8",
+        "run failed: HTTP 500",
+    ]
+
+
+def test_the_probe_window_covers_only_the_long_prompts_prefill() -> None:
+    stream = StreamRecord("s", send=0.0, chunks=[0.1, 0.2, 0.3, 0.9, 1.0])
+    long = StreamRecord("l", send=0.25, chunks=[0.95], prompt_tokens=2000)
+    probe = summarize_probe(stream, long)
+    assert probe["long_ttft_s"] == pytest.approx(0.7)
+    assert probe["itl_max_s"] == pytest.approx(0.6)  # the 0.3 -> 0.9 gap, during prefill
+    assert probe["window_covered"] is True
