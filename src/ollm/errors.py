@@ -62,6 +62,37 @@ class QueueFullError(OllmError):
         self.retry_after = retry_after
 
 
+class TooManyRequestsError(OllmError):
+    """A caller asked too often; ``retry_after`` seconds until it may ask again."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SignupThrottledError(TooManyRequestsError):
+    """Too many sign-ups from one address (each costs a password hash and a row)."""
+
+    code = "too_many_signups"
+
+
+class ServiceBusyError(OllmError):
+    """Shared storage stayed busy past its timeout (another long write); nothing was
+    changed, retry after ``retry_after`` seconds."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "busy"
+
+    def __init__(self, message: str, *, retry_after: int = 2) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ModelLoadError(OllmError):
     """The model file exists but could not be loaded."""
 

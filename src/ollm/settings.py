@@ -256,6 +256,27 @@ class Settings(BaseSettings):
             "Default: none, cross-origin pages are refused."
         ),
     )
+    signup_rate_limit: int = Field(
+        10,
+        ge=0,
+        description="Sign-ups allowed per client address an hour (0: no limit of its own).",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Host names this server answers to besides loopback and its bind address "
+            "(comma-separated; '.example.org' admits subdomains, '*' any name). Required "
+            "for a non-loopback --host: other Host headers get a 400 (DNS rebinding)."
+        ),
+    )
+    forwarded_allow_ips: str | None = Field(
+        None,
+        description=(
+            "Addresses of reverse proxies whose X-Forwarded-For/-Proto are trusted "
+            "(comma-separated, or '*'); behind a TLS proxy this makes cookies Secure. "
+            "Default: none, forwarded headers are ignored."
+        ),
+    )
     login_max_failures: int = Field(
         5,
         ge=0,
@@ -278,7 +299,7 @@ class Settings(BaseSettings):
     def _lockout_duration(cls, value: Any) -> float:
         return parse_duration(value)
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _origin_list(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -87,7 +87,7 @@ class Harness:
     async def new_client(self, **kwargs: Any) -> AsyncIterator[httpx.AsyncClient]:
         """Another browser: its own cookie jar."""
         async with httpx.AsyncClient(
-            transport=self.transport, base_url="http://test", **kwargs
+            transport=self.transport, base_url="http://localhost", **kwargs
         ) as client:
             yield client
 
@@ -135,7 +135,7 @@ async def v1_app(
     transport = httpx.ASGITransport(app)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+        httpx.AsyncClient(transport=transport, base_url="http://localhost") as client,
     ):
         if checkpoint_seconds is not None:
             app.state.chats._checkpoint_seconds = checkpoint_seconds
@@ -162,7 +162,7 @@ class LiveStream:
         self._app = app
         self._path = path
         self._payload = json.dumps(body).encode()
-        self._headers = {"content-type": "application/json", "host": "test", **(headers or {})}
+        self._headers = {"content-type": "application/json", "host": "localhost", **(headers or {})}
         self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._leave = asyncio.Event()
         self._buffer = ""

@@ -70,7 +70,7 @@ async def running_app(
     transport = httpx.ASGITransport(app, raise_app_exceptions=raise_app_exceptions)
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+        httpx.AsyncClient(transport=transport, base_url="http://localhost") as client,
     ):
         yield Harness(app, client, backends)
 
@@ -108,7 +108,7 @@ async def call_and_disconnect(
         "raw_path": path.encode(),
         "root_path": "",
         "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"test")],
+        "headers": [(b"content-type", b"application/json"), (b"host", b"localhost")],
         "client": ("127.0.0.1", 5000),
         "server": ("test", 80),
         "state": {},

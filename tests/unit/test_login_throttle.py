@@ -125,6 +125,6 @@ async def test_login_is_429_after_too_many_wrong_passwords(
             assert error["type"] == "rate_limit_error"
             # Another username from another address is not affected.
             elsewhere = httpx.ASGITransport(h.app, client=("10.9.9.9", 1))
-            async with httpx.AsyncClient(transport=elsewhere, base_url="http://t") as other:
+            async with httpx.AsyncClient(transport=elsewhere, base_url="http://localhost") as other:
                 unknown = {"username": "bob", "password": "whatever"}
                 assert (await other.post("/api/v1/auth/login", json=unknown)).status_code == 401

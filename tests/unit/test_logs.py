@@ -94,7 +94,7 @@ def _app() -> Starlette:
 
 async def _get(headers: dict[str, str]) -> httpx.Response:
     transport = httpx.ASGITransport(app=RequestIdMiddleware(_app()))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         return await client.get("/", headers=headers)
 
 

@@ -10,7 +10,7 @@ import pytest
 from api_v1_harness import v1_app
 from starlette.requests import Request
 
-from ollm.api.http.ratelimit import TokenBucketLimiter, client_key
+from ollm.api.http.ratelimit import TokenBucketLimiter, VerifiedCredentials, client_key
 from ollm.settings import DEFAULT_RATE_LIMIT, Settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -78,15 +78,24 @@ def _request(headers: dict[str, str], host: str = "10.0.0.7") -> Request:
     return Request({"type": "http", "headers": raw, "client": (host, 5000)})
 
 
-def test_client_key_prefers_bearer_then_session_then_address() -> None:
-    keyed = client_key(_request({"Authorization": "Bearer ollm-secret"}))
+def test_only_a_verified_credential_gets_a_bucket_of_its_own() -> None:
+    clock = [0.0]
+    verified = VerifiedCredentials(ttl=60, clock=lambda: clock[0])
+    bearer, cookie = {"Authorization": "Bearer ollm-secret"}, {"Cookie": "ollm_session=tok"}
+    # Unknown credentials (junk, or not yet checked) draw on the address's bucket.
+    assert client_key(_request(bearer), verified) == "addr:10.0.0.7"
+    assert client_key(_request({"Authorization": "Bearer junk-1"}), verified) == "addr:10.0.0.7"
+    assert client_key(_request(cookie), verified) == "addr:10.0.0.7"
+    verified.add("key", "ollm-secret")
+    verified.add("session", "tok")
+    keyed, session = client_key(_request(bearer), verified), client_key(_request(cookie), verified)
     assert keyed.startswith("key:") and "secret" not in keyed
-    session = client_key(_request({"Cookie": "ollm_session=tok"}))
     assert session.startswith("session:") and "tok" not in session
-    assert client_key(_request({})) == "addr:10.0.0.7"
-    assert client_key(_request({"Authorization": "Bearer a"})) != client_key(
-        _request({"Authorization": "Bearer b"})
-    )
+    assert client_key(_request({}), verified) == "addr:10.0.0.7"
+    verified.discard("key", "ollm-secret")  # refused since (revoked): back to the address
+    assert client_key(_request(bearer), verified) == "addr:10.0.0.7"
+    clock[0] = 61.0  # not seen for longer than the ttl
+    assert client_key(_request(cookie), verified) == "addr:10.0.0.7"
 
 
 # -- settings ------------------------------------------------------------------------------
@@ -137,13 +146,14 @@ async def test_over_the_limit_is_429_with_retry_after(
         assert (await h.client.get("/health")).status_code == 200
 
 
-async def test_each_key_and_address_has_its_own_bucket(tmp_path: Path) -> None:
+async def test_each_address_has_its_own_bucket(tmp_path: Path) -> None:
     async with v1_app(tmp_path, rate_limit=2) as h:
         for _ in range(2):
             assert (await h.client.get("/v1/models")).status_code == 200
         assert (await h.client.get("/v1/models")).status_code == 429
-        keyed = {"Authorization": "Bearer sk-someone"}  # ignored by auth-off mode, not here
-        assert (await h.client.get("/v1/models", headers=keyed)).status_code == 200
+        # With auth off no credential is ever verified: a made-up key buys no new bucket.
+        keyed = {"Authorization": "Bearer sk-someone"}
+        assert (await h.client.get("/v1/models", headers=keyed)).status_code == 429
         other_host = httpx.ASGITransport(h.app, client=("10.0.0.9", 4000))
-        async with httpx.AsyncClient(transport=other_host, base_url="http://test") as other:
+        async with httpx.AsyncClient(transport=other_host, base_url="http://localhost") as other:
             assert (await other.get("/v1/models")).status_code == 200

@@ -54,7 +54,9 @@ async def test_html_gets_the_strict_csp_but_the_api_docs_do_not() -> None:
 
     app = Starlette(routes=[Route("/", page), Route("/docs", page)])
     app.add_middleware(SecurityHeadersMiddleware)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app), base_url="http://localhost"
+    ) as c:
         ui = await c.get("/")
         assert ui.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
         assert "script-src 'self'" in CONTENT_SECURITY_POLICY

@@ -28,7 +28,7 @@ def _client(drain: Drain, release: asyncio.Event | None = None) -> httpx.AsyncCl
 
     routes = [Route(path, ok) for path in ("/health", "/v1/models", "/api/tags", "/api/v1/chats")]
     app = DrainMiddleware(Starlette(routes=routes), drain)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost")
 
 
 async def test_draining_refuses_in_each_dialect_but_health_answers() -> None:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ollm import __version__
 from ollm.api.http.auth import authenticate
 from ollm.api.http.errors import install_error_handlers
+from ollm.api.http.hosts import install_host_guard
 from ollm.api.http.limits import install_request_limits
 from ollm.api.http.ratelimit import install_rate_limit
 from ollm.api.http.request_id import RequestIdMiddleware
@@ -105,10 +106,11 @@ def create_app(settings: Settings, *, models: ModelService | None = None) -> Fas
         strict_content_type=False,  # a JSON body without a Content-Type is still JSON
     )
     install_error_handlers(app)
-    # Middlewares, innermost first: body limits, rate limit, then CORS + security headers
-    # around them, so that their 413s and 429s carry the headers too.
+    # Middlewares, innermost first: body limits, rate limit, the Host/Origin guard, then CORS +
+    # security headers around them, so that their 413s and 429s carry the headers too.
     install_request_limits(app, settings)
     install_rate_limit(app, settings)
+    install_host_guard(app, settings)  # unknown Host names and foreign pages' writes
     install_security_headers(app, settings)
     app.state.drain = Drain(settings.shutdown_grace)
     app.add_middleware(DrainMiddleware, drain=app.state.drain)

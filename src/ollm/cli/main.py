@@ -21,7 +21,7 @@ from ollm import __version__
 from ollm.cli import chats, config_cmd, models
 from ollm.cli.admin import register_admin_commands
 from ollm.cli.run import run
-from ollm.settings import ConfigFileError, load_settings
+from ollm.settings import ConfigFileError, is_loopback_host, load_settings
 
 app = typer.Typer(help="ollm: a self-hosted LLM server.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -88,6 +88,12 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    allowed_hosts: Annotated[
+        str | None,
+        typer.Option(
+            help="Host names clients use to reach a non-loopback --host (OLLM_ALLOWED_HOSTS)."
+        ),
+    ] = None,
 ) -> None:
     """Start the HTTP server (OpenAI API under /v1)."""
     import uvicorn
@@ -109,6 +115,7 @@ def serve(
             config=config,
             auth=auth,
             insecure_no_auth=insecure_no_auth,
+            allowed_hosts=allowed_hosts,
             engine={
                 "max_running": max_running,
                 "max_waiting": max_waiting,
@@ -127,6 +134,15 @@ def serve(
             "Enable auth with [bold]--auth[/bold] (or OLLM_AUTH=true), then create the first "
             "account with [bold]ollm users add NAME --admin[/bold] or by signing up; or "
             "listen on 127.0.0.1; or, if you really mean it, pass --insecure-no-auth."
+        )
+        raise typer.Exit(2)
+    if not is_loopback_host(settings.host) and not settings.allowed_hosts:
+        console.print(
+            f"[red]refusing to serve {settings.host} without OLLM_ALLOWED_HOSTS:[/red] "
+            "a server reachable from other machines must know the names clients use for it "
+            "(any other Host header is refused, so a rebound DNS name cannot reach it).\n"
+            "Pass [bold]--allowed-hosts ollm.example.org,192.168.1.20[/bold] (or set "
+            "OLLM_ALLOWED_HOSTS); '*' accepts any name when a proxy checks Host instead."
         )
         raise typer.Exit(2)
     if settings.exposed_without_auth:
@@ -153,6 +169,10 @@ def serve(
         log_level=settings.log_level.lower(),
         # After our drain (grace, then interrupt), what is left only has to finish writing.
         timeout_graceful_shutdown=5,
+        # Forwarded headers only from the proxies named: trusting any would let a client
+        # pick its own address (and so its rate-limit bucket) with X-Forwarded-For.
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips or "",
     )
     server = DrainingServer(
         server_config, application.state.drain, partial(interrupt_running, application)

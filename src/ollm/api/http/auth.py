@@ -65,33 +65,31 @@ def _csrf_ok(request: Request) -> bool:
     )
 
 
-def _cross_site(request: Request) -> bool:
-    """A browser says another site made this request. Without auth nothing else would stop
-    a web page from posting to a server on loopback: a text/plain body needs no CORS
-    preflight, and this server still reads it as JSON. Origins listed in ``cors_origins``
-    are trusted sites, not other ones."""
-    if request.headers.get("sec-fetch-site", "").lower() != "cross-site":
-        return False
-    allowed = request.app.state.settings.cors_origins
-    return "*" not in allowed and request.headers.get("origin", "").rstrip("/") not in allowed
-
-
 async def authenticate(request: Request) -> Principal:
     """The caller's account, or 401 (in the dialect's error shape) when auth is on and
     neither a valid key nor a valid session came along."""
     settings: Settings = request.app.state.settings
     if not settings.auth:
-        if request.method not in SAFE_METHODS and _cross_site(request):
-            raise CsrfError("cross-site requests may not change anything on this server")
+        # Cross-site writes were refused before any route (api/http/hosts.py).
         return Principal(request.app.state.local_user, "local")
     accounts: AccountService = request.app.state.accounts
+    verified = getattr(request.app.state, "verified_credentials", None)
     if (key := bearer_token(request)) is not None:
         user = await accounts.user_for_key(key)
         if user is None:
+            if verified is not None:
+                verified.discard("key", key)
             raise InvalidApiKeyError("the API key is not valid (unknown, revoked or disabled)")
+        if verified is not None:
+            verified.add("key", key)  # from now on its requests draw on its own bucket
         return Principal(user, "key")
     token = request.cookies.get(SESSION_COOKIE)
     user = await accounts.user_for_session(token) if token else None
+    if token and verified is not None:
+        if user is None:
+            verified.discard("session", token)
+        else:
+            verified.add("session", token)
     if user is None:
         raise NotAuthenticatedError(
             "authentication required: log in, or send 'Authorization: Bearer <api key>'"

@@ -17,11 +17,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from ollm.errors import OllmError, QueueFullError
-from ollm.services.accounts.login_throttle import LoginThrottledError
+from ollm.db.errors import busy_error
+from ollm.errors import OllmError
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,9 @@ def validation_error_body(errors: Sequence[Any]) -> dict[str, Any]:
 
 async def _handle_ollm_error(request: Request, exc: OllmError) -> JSONResponse:
     headers = None
-    if isinstance(exc, QueueFullError | LoginThrottledError):
-        headers = {"Retry-After": str(exc.retry_after)}
+    retry_after = getattr(exc, "retry_after", None)  # 429s and 503s say when to come back
+    if isinstance(retry_after, int):
+        headers = {"Retry-After": str(retry_after)}
     if exc.status_code >= 500:
         log.error("%s: %s", type(exc).__name__, exc.message)
     body = _shaped(request, ollm_error_body(exc))
@@ -150,6 +152,14 @@ async def _handle_client_disconnect(request: Request, _exc: ClientDisconnect) ->
     return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
 
 
+async def _handle_database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+    busy = busy_error(exc)
+    if busy is None:
+        return await _handle_unexpected(request, exc)
+    log.warning("%s %s: database busy (%s)", request.method, request.url.path, exc.orig)
+    return await _handle_ollm_error(request, busy)
+
+
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
     body = error_body(
@@ -164,4 +174,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
     app.add_exception_handler(ClientDisconnect, _handle_client_disconnect)
+    app.add_exception_handler(DBAPIError, _handle_database_error)
     app.add_exception_handler(Exception, _handle_unexpected)

@@ -6,11 +6,12 @@
 it off everywhere. A bucket holds a minute's worth of requests and refills steadily, so a
 client may burst up to the limit and then goes at the limit's pace.
 
-The key is who the request says it comes from, before authentication: the bearer token
-(hashed), else the session cookie (hashed), else the client address. A caller inventing
-keys gets a fresh bucket per key, but every such request is a cheap 401; the scheduler's
-own queue limit (429 ``queue_full``) still bounds the work anyone can start. Behind a
-reverse proxy the address is the proxy's unless uvicorn is told to trust forwarded headers.
+The key is the caller's API key or session (hashed) when that credential is known valid
+(authentication accepted it in the last few minutes, :class:`VerifiedCredentials`), else
+the client address. So a request with a junk or revoked token draws on its address's
+bucket: inventing tokens buys no fresh bucket. Behind a reverse proxy the address is the
+proxy's unless ``OLLM_FORWARDED_ALLOW_IPS`` names it. Sign-up has its own, stricter limit
+per address (``OLLM_SIGNUP_RATE_LIMIT`` an hour).
 
 Refusals are 429 with ``Retry-After`` (whole seconds) in the dialect's error shape.
 Health, readiness and metrics are never limited: monitors poll them.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -51,7 +53,7 @@ class TokenBucketLimiter:
 
     def __init__(
         self,
-        per_minute: int,
+        per_minute: float,
         *,
         burst: int | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -98,13 +100,60 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
-def client_key(request: Request) -> str:
-    """Whose bucket a request draws on: its bearer key, session, or address (secrets are
-    hashed; a bucket's name never holds one)."""
-    if (token := bearer_token(request)) is not None:
-        return "key:" + _digest(token)
-    if session := request.cookies.get(SESSION_COOKIE):
-        return "session:" + _digest(session)
+class VerifiedCredentials:
+    """Digests of the API keys and sessions that authenticated recently.
+
+    The limiter runs before authentication, so it cannot check a credential itself; what
+    :func:`ollm.api.http.auth.authenticate` accepted, it records here. A credential not
+    (yet) recorded draws on its address's bucket, so inventing tokens buys nothing.
+    Bounded: the oldest entries go first; entries expire after ``ttl`` seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl: float = 300.0,
+        max_entries: int = _MAX_KEYS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl
+        self._max = max_entries
+        self._clock = clock
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def add(self, kind: str, secret: str) -> None:
+        """``secret`` (a key or session token of ``kind``) authenticated just now."""
+        name = f"{kind}:{_digest(secret)}"
+        self._seen[name] = self._clock()
+        self._seen.move_to_end(name)
+        while len(self._seen) > self._max:
+            self._seen.popitem(last=False)
+
+    def discard(self, kind: str, secret: str) -> None:
+        """``secret`` was refused (revoked, expired): stop giving it a bucket of its own."""
+        self._seen.pop(f"{kind}:{_digest(secret)}", None)
+
+    def bucket(self, kind: str, secret: str) -> str | None:
+        """The bucket name of ``secret`` when it authenticated recently, else None."""
+        name = f"{kind}:{_digest(secret)}"
+        seen = self._seen.get(name)
+        if seen is None or self._clock() - seen > self._ttl:
+            return None
+        return name
+
+
+def client_key(request: Request, verified: VerifiedCredentials | None = None) -> str:
+    """Whose bucket a request draws on: its API key or session when that credential
+    authenticated recently (``verified``), else its address. Secrets are hashed; a bucket's
+    name never holds one."""
+    if verified is not None:
+        if (token := bearer_token(request)) is not None:
+            if (name := verified.bucket("key", token)) is not None:
+                return name
+        elif (session := request.cookies.get(SESSION_COOKIE)) and (
+            name := verified.bucket("session", session)
+        ) is not None:
+            return name
     host = request.client.host if request.client is not None else "unknown"
     return "addr:" + host
 
@@ -112,15 +161,22 @@ def client_key(request: Request) -> str:
 class RateLimitMiddleware:
     """429 with ``Retry-After`` once a client's bucket is empty."""
 
-    def __init__(self, app: ASGIApp, *, limiter: TokenBucketLimiter) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limiter: TokenBucketLimiter,
+        verified: VerifiedCredentials | None = None,
+    ) -> None:
         self.app = app
         self.limiter = limiter
+        self.verified = verified
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
             await self.app(scope, receive, send)
             return
-        wait = self.limiter.acquire(client_key(Request(scope)))
+        wait = self.limiter.acquire(client_key(Request(scope), self.verified))
         if wait <= 0:
             await self.app(scope, receive, send)
             return
@@ -138,7 +194,22 @@ class RateLimitMiddleware:
 
 
 def install_rate_limit(app: Starlette, settings: Settings) -> None:
-    """Add :class:`RateLimitMiddleware` to ``app`` when ``settings`` turn rate limiting on."""
+    """Add :class:`RateLimitMiddleware` to ``app`` when ``settings`` turn rate limiting on.
+
+    ``app.state.verified_credentials`` is where authentication records what it accepted;
+    with auth off nothing is recorded and every bucket is an address's.
+    ``app.state.signup_limiter`` bounds sign-ups per address (each costs an argon2 hash
+    and a row), whatever the general limit.
+    """
+    verified = VerifiedCredentials()
+    app.state.verified_credentials = verified
+    app.state.signup_limiter = (
+        TokenBucketLimiter(settings.signup_rate_limit / 60.0, burst=settings.signup_rate_limit)
+        if settings.signup_rate_limit > 0
+        else None
+    )
     per_minute = settings.effective_rate_limit
     if per_minute > 0:
-        app.add_middleware(RateLimitMiddleware, limiter=TokenBucketLimiter(per_minute))
+        app.add_middleware(
+            RateLimitMiddleware, limiter=TokenBucketLimiter(per_minute), verified=verified
+        )

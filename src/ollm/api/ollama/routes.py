@@ -5,10 +5,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from ollm import __version__
+from ollm.api.http.auth import admin_user
 from ollm.api.http.deps import CallerDep, CompletionsDep, ModelsDep
 from ollm.api.ollama import catalog, serving
 from ollm.api.ollama import schemas as s
@@ -69,19 +70,24 @@ async def ps(models: ModelsDep) -> s.RunningList:
     return catalog.running(models)
 
 
-@router.post("/api/pull", response_model=None, responses={200: _NDJSON})
+# Changing what a name means changes it for everyone: with auth on, admins only (with auth
+# off the one local user is the admin). Reading the model list stays open to every user.
+_ADMIN = [Depends(admin_user)]
+
+
+@router.post("/api/pull", response_model=None, responses={200: _NDJSON}, dependencies=_ADMIN)
 async def pull(body: s.PullRequest, request: Request, models: ModelsDep) -> Response:
     """Download a model; progress as NDJSON unless ``stream`` is false."""
     return await catalog.pull(models, body, request)
 
 
-@router.delete("/api/delete", response_model=None)
+@router.delete("/api/delete", response_model=None, dependencies=_ADMIN)
 async def delete(body: s.DeleteRequest, models: ModelsDep) -> Response:
     """Remove a model (bundled ones cannot be removed)."""
     return await catalog.delete(models, body.model_name or "")
 
 
-@router.post("/api/copy", response_model=None)
+@router.post("/api/copy", response_model=None, dependencies=_ADMIN)
 async def copy(body: s.CopyRequest, models: ModelsDep) -> Response:
     """Make a model available under a second name."""
     return await catalog.copy(models, body)

@@ -3,6 +3,8 @@ these routes only move tokens in and out of cookies."""
 
 from __future__ import annotations
 
+import math
+
 from fastapi import APIRouter, Request, Response, status
 
 from ollm import security
@@ -13,6 +15,7 @@ from ollm.api.http.auth import (
 )
 from ollm.api.http.deps import AccountsDep, SettingsDep
 from ollm.api.v1 import schemas as s
+from ollm.errors import SignupThrottledError
 from ollm.services.accounts.service import LoggedIn
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -36,6 +39,14 @@ async def signup(
     body: s.SignupRequest, request: Request, response: Response, accounts: AccountsDep
 ) -> s.LoginResponse:
     """Create an account and log it in (the first account becomes an admin)."""
+    limiter = request.app.state.signup_limiter
+    address = request.client.host if request.client is not None else "unknown"
+    if limiter is not None and (wait := limiter.acquire(address)) > 0:
+        retry_after = max(1, math.ceil(wait))
+        raise SignupThrottledError(
+            f"too many sign-ups from this address: try again in {retry_after} s",
+            retry_after=retry_after,
+        )
     logged_in = await accounts.signup(username=body.username, password=body.password)
     return _logged_in(request, response, logged_in)
 

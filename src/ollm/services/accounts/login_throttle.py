@@ -24,21 +24,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ollm.errors import OllmError
+from ollm.errors import TooManyRequestsError
 
 _MAX_RECORDS = 10_000  # records kept before stale ones are dropped
 
 
-class LoginThrottledError(OllmError):
+class LoginThrottledError(TooManyRequestsError):
     """Too many failed logins for this username or from this address; retry later."""
 
-    status_code = 429
-    error_type = "rate_limit_error"
     code = "too_many_login_attempts"
-
-    def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass(slots=True)
