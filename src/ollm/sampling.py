@@ -1,10 +1,27 @@
-"""Per-request sampling parameters, validated once at the edge and trusted inside."""
+"""Per-request sampling parameters, validated once at the edge and trusted inside.
+
+Every dialect's schema checks its own fields (OpenAI's temperature stops at 2, as its spec
+says), and then builds a :class:`SamplingParams`, which checks the bounds the engine and
+llama.cpp need whatever the dialect: every number finite, counts within 32 bits (llama.cpp
+takes them as C ``int``). A value outside them is a 400
+(:class:`~ollm.errors.InvalidRequestError`) in the dialect's shape, never a crash inside the
+engine. The ``MAX_*`` bounds are shared with the stored chat settings.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from ollm.errors import InvalidRequestError
+
+MAX_COUNT = 2**31 - 1  # a C int: llama.cpp's token counts, top_k, penalty window
+MAX_TEMPERATURE = 5.0
+MAX_REPEAT_PENALTY = 10.0
+MIN_SEED = -(2**63)  # any 64-bit seed, signed or not; the backend keeps its low 32 bits
+MAX_SEED = 2**64 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +54,31 @@ class SamplingParams:
     ignore_eos: bool = False
     json_output: JsonOutput | None = None
 
+    def __post_init__(self) -> None:
+        _check_range("temperature", self.temperature, 0.0, MAX_TEMPERATURE)
+        _check_range("top_p", self.top_p, 0.0, 1.0)
+        _check_range("top_k", self.top_k, 0, MAX_COUNT)
+        _check_range("min_p", self.min_p, 0.0, 1.0)
+        _check_range("repeat_penalty", self.repeat_penalty, 0.0, MAX_REPEAT_PENALTY)
+        _check_range("presence_penalty", self.presence_penalty, -2.0, 2.0)
+        _check_range("frequency_penalty", self.frequency_penalty, -2.0, 2.0)
+        _check_range("penalty_last_n", self.penalty_last_n, 0, MAX_COUNT)
+        _check_range("min_tokens", self.min_tokens, 0, MAX_COUNT)
+        if self.seed is not None:
+            _check_range("seed", self.seed, MIN_SEED, MAX_SEED)
+        if self.max_tokens is not None:
+            _check_range("max_tokens", self.max_tokens, 1, MAX_COUNT)
+
     @property
     def greedy(self) -> bool:
         """True when sampling reduces to picking the most likely token."""
         return self.temperature <= 0.0 or self.top_k == 1
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidRequestError(f"{name} must be a finite number, not {value}", param=name)
+    if not low <= value <= high:
+        raise InvalidRequestError(
+            f"{name} must be between {low} and {high}, not {value}", param=name
+        )

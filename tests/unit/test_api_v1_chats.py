@@ -437,7 +437,7 @@ async def test_replies_left_streaming_are_marked_interrupted_at_start(tmp_path: 
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
             user = await crud.create_user(
-                session=session, user_in=UserCreate(username="local", password="x" * 12)
+                session=session, user_in=UserCreate(username="local", password="crash-test-pw-1")
             )
             chat = await crud.create_chat(
                 session=session, owner_id=user.id, chat_in=ChatCreate(title="crashed")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ollm.errors import InvalidModelNameError, ModelNotFoundError, PullError
-from ollm.services.models.names import canonical_name, lookup_key, name_from_file, parse_model_name
+from ollm.model_names import canonical_name, lookup_key, name_from_file, parse_model_name
 from ollm.services.models.pull import HubReference, RemoteFile, choose_file, parse_hub_reference
 
 

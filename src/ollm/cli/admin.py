@@ -166,13 +166,23 @@ def list_users(home: HomeOption = None) -> None:
     print_table(stdout(), table)
 
 
+RevokeKeysOption = Annotated[
+    bool,
+    typer.Option(
+        "--revoke-keys/--keep-keys",
+        help="Also revoke every API key of the account (a leaked password, a leaked key?).",
+    ),
+]
+
+
 @users_app.command("passwd")
 def set_password(
     name: Annotated[str, typer.Argument(help="Username.")],
     password_stdin: PasswordStdinOption = False,
+    revoke_keys: RevokeKeysOption = False,
     home: HomeOption = None,
 ) -> None:
-    """Set an account's password (its login sessions end)."""
+    """Set an account's password (its login sessions end; --revoke-keys ends its keys)."""
     from ollm.db import crud
     from ollm.db.schemas import UserUpdate
 
@@ -181,7 +191,7 @@ def set_password(
     except CommandFailed as exc:
         print_error(str(exc))
         raise typer.Exit(exc.exit_code) from None
-    user_in = _validated(UserUpdate, password=password)
+    user_in = _validated(UserUpdate, password=password, revoke_keys=revoke_keys)
 
     async def work(session: AsyncSession) -> None:
         user = await crud.get_user_by_username(session=session, username=name)
@@ -190,7 +200,8 @@ def set_password(
         await crud.update_user(session=session, user=user, user_in=user_in)
 
     _in_database(home, work)
-    stderr().print(f"password changed for [bold]{name}[/bold]")
+    revoked = " and its API keys revoked" if revoke_keys else ""
+    stderr().print(f"password changed for [bold]{name}[/bold]{revoked}")
 
 
 # -- keys -------------------------------------------------------------------------------

@@ -134,9 +134,15 @@ class User(Base):
     """An account. Passwords are stored only as argon2 hashes."""
 
     __tablename__ = "users"
+    __table_args__ = (
+        # One account per name after NFKC, case folding and look-alike letters
+        # (ollm.db.usernames); NULL only for rows a migration could not key.
+        Index("ix_users_username_key", "username_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
+    username_key: Mapped[str | None] = mapped_column(String(128))
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[Role] = mapped_column(_str_enum(Role, "role"), default=Role.USER)
     disabled: Mapped[bool] = mapped_column(default=False)

@@ -10,21 +10,97 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, computed_field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    computed_field,
+)
 
 from ollm.db.models import MessageRole, MessageStatus, Role
+from ollm.db.usernames import mixed_scripts, normalize_username
+from ollm.errors import InvalidModelNameError
+from ollm.model_names import parse_model_name
+from ollm.sampling import MAX_COUNT, MAX_REPEAT_PENALTY, MAX_SEED, MAX_TEMPERATURE, MIN_SEED
+
+
+def _username(value: str) -> str:
+    if scripts := mixed_scripts(value):
+        raise ValueError(
+            f"a username may not mix {' and '.join(scripts)} letters (look-alike names)"
+        )
+    return normalize_username(value)
+
 
 Username = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[\w.@-]+$"),
+    AfterValidator(_username),
 ]
+# Passwords people pick first, which a guesser tries first (compared case-insensitively).
+_COMMON_PASSWORDS = frozenset(
+    {
+        "password", "password1", "password12", "password123", "passw0rd", "p@ssw0rd",
+        "12345678", "123456789", "1234567890", "87654321", "11111111", "00000000",
+        "qwertyui", "qwerty123", "qwertyuiop", "1q2w3e4r", "abc12345", "abcd1234",
+        "iloveyou", "sunshine1", "princess1", "football1", "baseball1", "welcome1",
+        "letmein1", "admin123", "administrator", "changeme", "trustno1", "monkey123",
+    }
+)  # fmt: skip
+
+
+def _strong_enough(value: str) -> str:
+    # Beyond 8 characters of anything: two kinds of character (lower, upper, digits,
+    # others, spaces included), or a passphrase of 16+; and not a famous first guess.
+    kinds = sum(
+        (
+            any(c.islower() for c in value),
+            any(c.isupper() for c in value),
+            any(c.isdigit() for c in value),
+            any(not c.isalnum() for c in value),
+        )
+    )
+    if len(set(value)) < 4:
+        raise ValueError("the password repeats too few characters; choose a longer, varied one")
+    if kinds < 2 and len(value) < 16:
+        raise ValueError(
+            "the password needs two kinds of character (letters and digits, say, or a space) "
+            "or 16 characters or more"
+        )
+    if value.casefold() in _COMMON_PASSWORDS:
+        raise ValueError("that password is one of the first a guesser tries; choose another")
+    return value
+
+
 # A floor against trivial passwords; the ceiling keeps hashing cheap to refuse.
-Password = Annotated[str, StringConstraints(min_length=8, max_length=1024)]
+Password = Annotated[
+    str, StringConstraints(min_length=8, max_length=1024), AfterValidator(_strong_enough)
+]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
-ModelName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+def _model_name(value: str) -> str:
+    # The grammar every model name obeys (no '..', no path tricks, ASCII): a chat naming
+    # '../../etc/passwd' is refused when saved, not when someone later tries to use it.
+    try:
+        parse_model_name(value)
+    except InvalidModelNameError as exc:
+        raise ValueError(exc.message) from None
+    return value
+
+
+ModelName = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_model_name)
+]
 # Token counts are INTEGER columns (32-bit in PostgreSQL, and SQLite refuses Python ints
 # past 64 bits): a bigger number is a 400, never a driver error.
 TokenCount = Annotated[int, Field(ge=0, le=2**31 - 1)]
+# Timings are finite and bounded (a day; ten million tokens a second): a stored value must
+# always be exportable as JSON again.
+Milliseconds = Annotated[float, Field(ge=0, le=86_400_000)]
+TokenRate = Annotated[float, Field(ge=0, le=1e7)]
 
 
 class _Input(BaseModel):
@@ -53,6 +129,9 @@ class UserUpdate(_Input):
     role: Role | None = None
     disabled: bool | None = None
     password: Password | None = None
+    # A reset password or a disabled account often means a leaked credential: the same
+    # change can revoke every API key of the account (keys otherwise survive it).
+    revoke_keys: bool = False
 
 
 class UserPublic(_Public):
@@ -97,16 +176,19 @@ class ApiKeyCreated(ApiKeyPublic):
 class ChatParams(_Input):
     """Per-chat sampling defaults (each None means "the model's/server's default")."""
 
-    temperature: float | None = Field(None, ge=0.0, le=5.0)
+    # The engine's bounds (ollm.sampling), so stored settings always make a valid request.
+    temperature: float | None = Field(None, ge=0.0, le=MAX_TEMPERATURE)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    top_k: int | None = Field(None, ge=0)
+    top_k: int | None = Field(None, ge=0, le=MAX_COUNT)
     min_p: float | None = Field(None, ge=0.0, le=1.0)
-    repeat_penalty: float | None = Field(None, gt=0.0)
+    repeat_penalty: float | None = Field(None, gt=0.0, le=MAX_REPEAT_PENALTY)
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    seed: int | None = None
-    max_tokens: int | None = Field(None, ge=1)
-    stop: list[str] | None = Field(None, max_length=16)
+    seed: int | None = Field(None, ge=MIN_SEED, le=MAX_SEED)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_COUNT)
+    stop: list[Annotated[str, StringConstraints(max_length=1000)]] | None = Field(
+        None, max_length=16
+    )
 
 
 class ChatCreate(_Input):
@@ -162,12 +244,12 @@ class MessageCreate(_Input):
     role: MessageRole
     content: str = ""
     parent_id: int | None = None
-    model: str | None = None
+    model: ModelName | None = None
     status: MessageStatus = MessageStatus.COMPLETE
     prompt_tokens: TokenCount | None = None
     completion_tokens: TokenCount | None = None
-    ttft_ms: float | None = Field(None, ge=0)
-    tokens_per_second: float | None = Field(None, ge=0)
+    ttft_ms: Milliseconds | None = None
+    tokens_per_second: TokenRate | None = None
 
 
 class MessageUpdate(_Input):
@@ -175,11 +257,11 @@ class MessageUpdate(_Input):
 
     content: str | None = None
     status: MessageStatus | None = None
-    model: str | None = None
+    model: ModelName | None = None
     prompt_tokens: TokenCount | None = None
     completion_tokens: TokenCount | None = None
-    ttft_ms: float | None = Field(None, ge=0)
-    tokens_per_second: float | None = Field(None, ge=0)
+    ttft_ms: Milliseconds | None = None
+    tokens_per_second: TokenRate | None = None
 
 
 class MessagePublic(_Public):

@@ -18,6 +18,7 @@ untouched: after the buffered body is handed over, ``receive`` is the server's o
 
 from __future__ import annotations
 
+import math
 import re
 
 from starlette.applications import Starlette
@@ -32,6 +33,16 @@ from ollm.settings import Settings
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
 _EMPTY_PAIR = re.compile(rb"\[\]|\{\}")
+# A \uXXXX escape in the surrogate range, not itself escaped (an even run of backslashes
+# before it), and a well-formed high + low pair of them.
+_SURROGATE = re.compile(rb"(?<!\\)(?:\\\\)*\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE_PAIR = re.compile(
+    rb"(?<!\\)((?:\\\\)*)\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+# Outside strings: Python's json reads NaN and Infinity, which JSON (RFC 8259) has not.
+_NON_FINITE = re.compile(rb"(?<![\w.])(?:NaN|-?Infinity)(?![\w.])")
+# A number with an exponent, or 300+ digits: the only ones that can overflow a double.
+_BIG_NUMBER = re.compile(rb"-?\d+(?:\.\d+)?[eE][+-]?\d+|-?\d{300,}(?:\.\d+)?")
 # Bodies these content types announce are not JSON; they are only size-checked.
 _NOT_JSON = ("multipart/", "application/octet-stream")
 
@@ -72,6 +83,31 @@ def json_depth_exceeds(body: bytes, limit: int) -> bool:
     return _EMPTY_PAIR.search(brackets) is not None
 
 
+def lone_surrogate_at(body: bytes) -> int | None:
+    """Offset of the first ``\\uD800``-``\\uDFFF`` escape that is not half of a valid
+    pair, or None. Such a string cannot be encoded as UTF-8 (so not tokenized, stored in
+    PostgreSQL, or sent back as JSON): the body is refused at the edge, for every field of
+    every dialect at once, rather than failing deep inside."""
+    if b"\\u" not in body:
+        return None
+    match = _SURROGATE.search(_SURROGATE_PAIR.sub(rb"\1------------", body))
+    return match.start() if match else None
+
+
+def non_finite_number(body: bytes) -> str | None:
+    """The first ``NaN``/``Infinity`` literal, or number too large for a double (``1e400``),
+    outside the strings of a JSON text; None when there is none. Such values parse in
+    Python, then poison whatever stores or exports them."""
+    bare = _JSON_STRING.sub(b'""', body)
+    if (match := _NON_FINITE.search(bare)) is not None:
+        return match.group().decode()
+    for match in _BIG_NUMBER.finditer(bare):
+        if math.isinf(float(match.group())):
+            text = match.group().decode()
+            return text if len(text) <= 40 else text[:37] + "..."
+    return None
+
+
 def body_problem(body: bytes, *, max_json_depth: int) -> str | None:
     """Why a JSON request body is refused (400), or None if these checks pass."""
     try:
@@ -83,6 +119,16 @@ def body_problem(body: bytes, *, max_json_depth: int) -> str | None:
         )
     if json_depth_exceeds(body, max_json_depth):
         return f"The request body's JSON is nested more than {max_json_depth} levels deep."
+    if (offset := lone_surrogate_at(body)) is not None:
+        return (
+            f"The request body's JSON has a lone UTF-16 surrogate escape at byte {offset}: "
+            "a \\uD800-\\uDFFF escape must be half of a pair; such text is not Unicode."
+        )
+    if (number := non_finite_number(body)) is not None:
+        return (
+            f"The request body's JSON has the number {number}, which is not finite: JSON "
+            "numbers must be finite (no NaN or Infinity)."
+        )
     return None
 
 

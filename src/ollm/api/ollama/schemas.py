@@ -19,7 +19,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ollm.chat.messages import ChatMessage
-from ollm.sampling import JsonOutput, SamplingParams
+from ollm.sampling import (
+    MAX_COUNT,
+    MAX_SEED,
+    MAX_TEMPERATURE,
+    MIN_SEED,
+    JsonOutput,
+    SamplingParams,
+)
 from ollm.settings import parse_duration
 
 log = logging.getLogger(__name__)
@@ -64,21 +71,32 @@ class Options(_Lenient):
     """``options``: the sampling ones are honoured; load-time ones are accepted and ignored
     (the server, not the request, decides how a model is loaded)."""
 
+    # Upper bounds are the engine's (ollm.sampling), the same for every dialect.
     num_predict: int | None = Field(
-        None, ge=-2, description="Most tokens to generate; -1 unlimited, -2 fill the context."
+        None,
+        ge=-2,
+        le=MAX_COUNT,
+        description="Most tokens to generate; -1 unlimited, -2 fill the context.",
     )
     num_ctx: int | None = Field(
-        None, ge=0, description="Accepted; the server's per-sequence context applies."
+        None, ge=0, le=MAX_COUNT, description="Accepted; the server's per-sequence context applies."
     )
-    temperature: float | None = Field(None, ge=0.0)
-    top_k: int | None = Field(None, description="0 or less disables top-k.")
+    temperature: float | None = Field(None, ge=0.0, le=MAX_TEMPERATURE)
+    top_k: int | None = Field(
+        None, ge=-MAX_COUNT, le=MAX_COUNT, description="0 or less disables top-k."
+    )
     top_p: float | None = Field(None, ge=0.0, le=1.0)
     min_p: float | None = Field(None, ge=0.0, le=1.0)
-    seed: int | None = Field(None, description="A negative seed means a random one.")
+    seed: int | None = Field(
+        None, ge=MIN_SEED, le=MAX_SEED, description="A negative seed means a random one."
+    )
     stop: list[str] | None = Field(None, description=f"Up to {MAX_STOP_STRINGS} strings.")
     repeat_penalty: float | None = Field(None, ge=0.0, le=10.0, description="0 or 1 is off.")
     repeat_last_n: int | None = Field(
-        None, ge=-1, description="Tokens the penalties look back on; -1 the whole context."
+        None,
+        ge=-1,
+        le=MAX_COUNT,
+        description="Tokens the penalties look back on; -1 the whole context.",
     )
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from ollm.chat.messages import ChatMessage
-from ollm.sampling import JsonOutput, SamplingParams
+from ollm.sampling import MAX_COUNT, MAX_SEED, MIN_SEED, JsonOutput, SamplingParams
 
 MAX_STOP_STRINGS = 16
 OPENAI_TEMPERATURE = 1.0
@@ -56,9 +56,11 @@ class _GenerationRequest(_Strict):
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     logit_bias: dict[str, float] | None = None
-    max_tokens: int | None = Field(None, ge=1, description="Most tokens to generate.")
+    max_tokens: int | None = Field(None, ge=1, le=MAX_COUNT, description="Most tokens to generate.")
     n: int | None = Field(None, description="Only 1 is supported.")
-    seed: int | None = Field(None, description="Same seed and parameters, same output.")
+    seed: int | None = Field(
+        None, ge=MIN_SEED, le=MAX_SEED, description="Same seed and parameters, same output."
+    )
     stop: str | list[str] | None = Field(None, description=f"Up to {MAX_STOP_STRINGS} strings.")
     stream: bool | None = False
     stream_options: StreamOptions | None = None
@@ -66,7 +68,7 @@ class _GenerationRequest(_Strict):
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     user: str | None = None
     # Extras vLLM and llama.cpp accept.
-    top_k: int | None = Field(None, ge=-1, description="0 or -1 disables top-k.")
+    top_k: int | None = Field(None, ge=-1, le=MAX_COUNT, description="0 or -1 disables top-k.")
     min_p: float | None = Field(None, ge=0.0, le=1.0)
     repetition_penalty: float | None = Field(None, gt=0.0, le=10.0)
     min_tokens: int | None = Field(None, ge=0)
@@ -219,7 +221,9 @@ class ChatCompletionRequest(_GenerationRequest):
     """``POST /v1/chat/completions``."""
 
     messages: list[ChatMessageIn] = Field(..., min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1, description="Alias of max_tokens.")
+    max_completion_tokens: int | None = Field(
+        None, ge=1, le=MAX_COUNT, description="Alias of max_tokens."
+    )
     logprobs: bool | None = None
     top_logprobs: int | None = None
     response_format: ResponseFormat | None = None

@@ -35,6 +35,7 @@ from ollm.db.crud.chats import (
 )
 from ollm.db.crud.messages import (
     add_message,
+    add_message_tree,
     get_active_branch,
     get_children,
     get_message,
@@ -48,6 +49,7 @@ __all__ = [
     "CreatedApiKey",
     "CreatedSession",
     "add_message",
+    "add_message_tree",
     "authenticate",
     "count_chats",
     "count_users",

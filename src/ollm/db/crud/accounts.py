@@ -10,13 +10,14 @@ import asyncio
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import delete, false, func, select
+from sqlalchemy import delete, false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ollm import security
 from ollm.db.errors import UsernameTakenError
 from ollm.db.models import ApiKey, LoginSession, User, utcnow, valid_id
 from ollm.db.schemas import ApiKeyCreate, UserCreate, UserUpdate
+from ollm.db.usernames import username_key
 
 # last_used_at is a hint for people, not an audit log: refresh it at most this often, so
 # a busy key does not turn every request into a database write.
@@ -27,12 +28,25 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 async def create_user(*, session: AsyncSession, user_in: UserCreate) -> User:
-    """Add an account; raises :class:`UsernameTakenError` if the name is in use."""
-    if await get_user_by_username(session=session, username=user_in.username) is not None:
-        raise UsernameTakenError(f"username {user_in.username!r} is taken", param="username")
+    """Add an account; raises :class:`UsernameTakenError` if the name, or one that looks the
+    same (:func:`~ollm.db.usernames.username_key`), is in use."""
+    key = username_key(user_in.username)
+    taken = await session.scalar(
+        select(User.id).where((User.username == user_in.username) | (User.username_key == key))
+    )
+    if taken is not None:
+        raise UsernameTakenError(
+            f"username {user_in.username!r} is taken (or one that looks the same)",
+            param="username",
+        )
     # argon2 takes tens of milliseconds by design: off the event loop (cffi drops the GIL).
     password_hash = await asyncio.to_thread(security.hash_password, user_in.password)
-    user = User(username=user_in.username, password_hash=password_hash, role=user_in.role)
+    user = User(
+        username=user_in.username,
+        username_key=key,
+        password_hash=password_hash,
+        role=user_in.role,
+    )
     session.add(user)
     await session.flush()
     return user
@@ -71,6 +85,8 @@ async def update_user(*, session: AsyncSession, user: User, user_in: UserUpdate)
         user.password_hash = await asyncio.to_thread(security.hash_password, user_in.password)
     if user_in.password is not None or user_in.disabled:
         await delete_user_sessions(session=session, user_id=user.id)
+    if user_in.revoke_keys:
+        await revoke_user_keys(session=session, user_id=user.id)
     await session.flush()
     return user
 
@@ -142,6 +158,16 @@ async def revoke_api_key(*, session: AsyncSession, user_id: int, key_id: int) ->
         row.revoked_at = utcnow()
         await session.flush()
     return row
+
+
+async def revoke_user_keys(*, session: AsyncSession, user_id: int) -> int:
+    """Revoke every live key of ``user_id``; how many were revoked."""
+    result = await session.execute(
+        update(ApiKey)
+        .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return int(result.rowcount or 0)
 
 
 async def revoke_api_key_by_prefix(*, session: AsyncSession, prefix: str) -> ApiKey | None:

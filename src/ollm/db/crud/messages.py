@@ -9,8 +9,10 @@ Keyword-only; the caller owns the transaction.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import Select, literal, select, update
+from sqlalchemy import Select, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -53,6 +55,49 @@ async def add_message(
     chat.updated_at = message.created_at
     await session.flush()
     return message
+
+
+# Rows per INSERT statement of a bulk write: bounded so one statement's parameters stay far
+# below SQLite's limit (32,766) and each round trip stays short.
+BULK_BATCH = 500
+
+
+async def add_message_tree(
+    *,
+    session: AsyncSession,
+    chat: Chat,
+    messages: Sequence[tuple[MessageCreate, int | None, datetime | None]],
+) -> list[int]:
+    """Write a whole tree into ``chat`` fast, for imports: ``messages`` are
+    ``(message, parent index, created_at)`` with each parent earlier in the list. Returns
+    the new ids, in order.
+
+    One multi-row ``INSERT ... RETURNING`` per :data:`BULK_BATCH` rows (parent links
+    within a batch are set by one executemany ``UPDATE`` after it), instead of four round
+    trips per message: a 20,000-message chat holds the write lock for about a second, not
+    a minute, so other users' writes wait briefly instead of timing out.
+    """
+    ids: list[int] = []
+    now = utcnow()
+    for start in range(0, len(messages), BULK_BATCH):
+        batch = messages[start : start + BULK_BATCH]
+        rows, links = [], []
+        for offset, (message_in, parent, created_at) in enumerate(batch):
+            row = message_in.model_dump(exclude={"parent_id"})
+            row.update(chat_id=chat.id, created_at=created_at or now)
+            row["parent_id"] = ids[parent] if parent is not None and parent < start else None
+            rows.append(row)
+            if parent is not None and parent >= start:
+                links.append((start + offset, parent))
+        result = await session.execute(
+            insert(Message).returning(Message.id, sort_by_parameter_order=True), rows
+        )
+        ids.extend(result.scalars().all())
+        if links:
+            await session.execute(
+                update(Message), [{"id": ids[i], "parent_id": ids[p]} for i, p in links]
+            )
+    return ids
 
 
 async def get_message(

@@ -340,7 +340,10 @@ class ChatService:
         params = chat_sampling_params(chat.params.model_dump())
         async with self.models.hold(chat.model) as loaded:
             turns = self._conversation(chat, history, question)
-            fitted = self._fit(loaded, turns, params)
+            # Rendering and tokenizing a long chat again and again to find what fits takes
+            # seconds for tens of thousands of turns: off the event loop, so every other
+            # request (and /health) is still answered meanwhile.
+            fitted = await asyncio.to_thread(self._fit, loaded, turns, params)
             user_turn, reply_turn = await self._open_turns(
                 owner_id, chat, parent_id, question, loaded.model_id
             )

@@ -22,9 +22,11 @@ from ollm.db.schemas import (
     ChatParams,
     ChatPublic,
     MessageCreate,
+    Milliseconds,
     ModelName,
     Title,
     TokenCount,
+    TokenRate,
 )
 from ollm.errors import InvalidRequestError
 
@@ -46,12 +48,12 @@ class ExportedMessage(_Strict):
     parent_id: int | None = None
     role: MessageRole
     content: str = ""
-    model: str | None = None
+    model: ModelName | None = None
     status: MessageStatus = MessageStatus.COMPLETE
     prompt_tokens: TokenCount | None = None
     completion_tokens: TokenCount | None = None
-    ttft_ms: float | None = Field(None, ge=0)
-    tokens_per_second: float | None = Field(None, ge=0)
+    ttft_ms: Milliseconds | None = None
+    tokens_per_second: TokenRate | None = None
     created_at: datetime | None = None
 
 
@@ -192,32 +194,32 @@ def _tree_order(messages: list[ExportedMessage]) -> list[ExportedMessage]:
 
 
 async def import_export(session: AsyncSession, owner_id: int, data: ChatExport) -> Chat:
-    """A new chat with the export's whole tree and active branch."""
+    """A new chat with the export's whole tree and active branch.
+
+    The tree is ordered and checked before anything is written, then written in bulk
+    (:func:`ollm.db.crud.add_message_tree`), so the write lock is held briefly.
+    """
     info = data.chat
+    ordered = _tree_order(data.messages)
+    position = {message.id: index for index, message in enumerate(ordered)}
+    nodes = []
+    for message in ordered:
+        fields = message.model_dump(exclude={"id", "parent_id", "created_at"})
+        if message.status == MessageStatus.STREAMING:
+            fields["status"] = MessageStatus.INTERRUPTED
+        parent = position[message.parent_id] if message.parent_id is not None else None
+        nodes.append((MessageCreate(**fields), parent, message.created_at))
     chat_in = ChatCreate(
         title=info.title, model=info.model, system_prompt=info.system_prompt, params=info.params
     )
     chat = await crud.create_chat(session=session, owner_id=owner_id, chat_in=chat_in)
     chat.pinned, chat.archived = info.pinned, info.archived
-    new_ids: dict[int, int] = {}
-    for message in _tree_order(data.messages):
-        fields = message.model_dump(exclude={"id", "parent_id", "created_at"})
-        if message.status == MessageStatus.STREAMING:
-            fields["status"] = MessageStatus.INTERRUPTED
-        parent = new_ids[message.parent_id] if message.parent_id is not None else None
-        row = await crud.add_message(
-            session=session,
-            owner_id=owner_id,
-            chat_id=chat.id,
-            message_in=MessageCreate(**fields, parent_id=parent),
-        )
-        assert row is not None  # the chat is ours and the parent was just added
-        if message.created_at is not None:
-            row.created_at = message.created_at
-        new_ids[message.id] = row.id
-    leaf = new_ids.get(data.active_leaf_id) if data.active_leaf_id is not None else None
+    ids = await crud.add_message_tree(session=session, chat=chat, messages=nodes)
+    leaf = position.get(data.active_leaf_id) if data.active_leaf_id is not None else None
     if leaf is not None:
-        chat.active_leaf_id = leaf
+        chat.active_leaf_id = ids[leaf]
+    elif ids:
+        chat.active_leaf_id = ids[-1]
     chat.created_at = info.created_at or chat.created_at
     chat.updated_at = info.updated_at or chat.updated_at
     await session.flush()
@@ -230,19 +232,17 @@ async def import_openai(session: AsyncSession, owner_id: int, data: OpenAIChatIm
     system: list[str] = []
     while messages and messages[0].role in ("system", "developer"):
         system.append(messages.pop(0).content or "")
+    nodes = []
+    for index, message in enumerate(messages):
+        role = MessageRole.SYSTEM if message.role == "developer" else MessageRole(message.role)
+        message_in = MessageCreate(role=role, content=message.content or "")
+        nodes.append((message_in, index - 1 if index else None, None))
     chat_in = ChatCreate(
         title=data.title, model=data.model, system_prompt="\n\n".join(system) or None
     )
     chat = await crud.create_chat(session=session, owner_id=owner_id, chat_in=chat_in)
-    parent: int | None = None
-    for message in messages:
-        role = MessageRole.SYSTEM if message.role == "developer" else MessageRole(message.role)
-        row = await crud.add_message(
-            session=session,
-            owner_id=owner_id,
-            chat_id=chat.id,
-            message_in=MessageCreate(role=role, content=message.content or "", parent_id=parent),
-        )
-        assert row is not None
-        parent = row.id
+    ids = await crud.add_message_tree(session=session, chat=chat, messages=nodes)
+    if ids:
+        chat.active_leaf_id = ids[-1]
+    await session.flush()
     return chat

@@ -33,9 +33,9 @@ from ollm.errors import (
     ModelNotFoundError,
     PullError,
 )
+from ollm.model_names import parse_model_name
 from ollm.services.models.digests import sha256_file
 from ollm.services.models.gguf_info import GGUFFormatError, read_gguf_info
-from ollm.services.models.names import parse_model_name
 from ollm.services.models.registry import Registry
 from ollm.services.models.store import is_sha256_hex
 

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ollm.errors import ModelNotFoundError, ModelProtectedError
+from ollm.model_names import canonical_name, lookup_key, name_from_file
 from ollm.services.models import bundled
 from ollm.services.models.digests import DigestCache, sha256_file
 from ollm.services.models.gguf_info import GGUFFormatError, GGUFInfo, read_gguf_info
-from ollm.services.models.names import canonical_name, lookup_key, name_from_file
 from ollm.services.models.store import ManifestRecord, ModelStore, is_sha256_hex
 from ollm.settings import Settings
 
