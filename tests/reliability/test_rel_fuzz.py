@@ -5,12 +5,16 @@ Checks: no 5xx (``not_a_server_error``) and responses that match the documented 
 documents 422 for validation errors, and this server answers 400 in each dialect's shape.
 
 Two runs: many examples in-process over the fake backend (fast), a few against the real
-server. Generated ``max_tokens``/``num_predict`` are capped so a case cannot generate for
-minutes. ``/api/pull`` is left out: it would reach the Hugging Face Hub.
+server. On top of what the schema generates, about half the cases get one string leaf of
+their body spiked with a lone UTF-16 surrogate, or one number leaf replaced by NaN,
+Infinity or 1e400: each must be a 4xx, never a 5xx. Generated ``max_tokens`` and
+``num_predict`` are capped so a case cannot generate for minutes. ``/api/pull`` is left
+out: it would reach the Hugging Face Hub.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +24,7 @@ import pytest
 import schemathesis
 from conftest import report
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import response_schema_conformance
@@ -56,7 +61,13 @@ def fake_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     weights = Path(home) / "fake.gguf"
     weights.write_bytes(b"not really a model")
     engine = EngineSettings(max_running=4, max_waiting=64, context_per_sequence=256, threads=1)
-    config = Settings(home=home, default_model="fake:1", engine=engine, preload_default_model=False)
+    config = Settings(
+        home=home,
+        default_model="fake:1",
+        engine=engine,
+        preload_default_model=False,
+        allowed_hosts=["testserver"],  # the host name schemathesis' ASGI client sends
+    )
 
     def loader(_path: Path, eng: EngineSettings) -> FakeBackend:
         return FakeBackend(
@@ -77,12 +88,49 @@ def real_schema(load_server: str) -> Any:
     return schema.include(path_regex=PATHS).exclude(path="/api/pull")
 
 
+# What hostile clients send where text or numbers go: each must be refused at the edge.
+LONE_SURROGATES = ("\ud800", "\udfff", "a\udc00b", "\ud83d")  # the last: half an emoji
+NON_FINITE = (float("inf"), float("-inf"), float("nan"), 10.0**308 * 10)
+
+
+def _leaves(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], Any]]:
+    """Every (path, scalar) of a JSON document."""
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in _leaves(v, (*path, k))]
+    if isinstance(value, list):
+        return [leaf for i, v in enumerate(value) for leaf in _leaves(v, (*path, i))]
+    return [(path, value)]
+
+
+def _poison(body: Any, data: st.DataObject) -> str | None:
+    """Maybe replace one string leaf (lone surrogate) or number leaf (non-finite) of
+    ``body`` in place; what was done, or None."""
+    if not isinstance(body, dict | list) or not data.draw(st.booleans(), label="poison"):
+        return None
+    leaves = _leaves(body)
+    strings = [p for p, v in leaves if isinstance(v, str) and p]
+    numbers = [p for p, v in leaves if isinstance(v, int | float) and not isinstance(v, bool)]
+    kinds = [k for k, found in (("surrogate", strings), ("non-finite", numbers)) if found]
+    if not kinds:
+        return None
+    kind = data.draw(st.sampled_from(kinds), label="kind")
+    path = data.draw(st.sampled_from(strings if kind == "surrogate" else numbers), label="leaf")
+    target = body
+    for key in path[:-1]:
+        target = target[key]
+    if kind == "surrogate":
+        target[path[-1]] = target[path[-1]] + data.draw(st.sampled_from(LONE_SURROGATES))
+    else:
+        target[path[-1]] = data.draw(st.sampled_from(NON_FINITE))
+    return kind
+
+
 def fuzz(schema: Any, max_examples: int, **call: Any) -> tuple[list[str], dict[str, int]]:
     """Run every operation of ``schema`` for ``max_examples`` generated cases; return the
     failures, one line each. (schemathesis' pytest loader, ``from_fixture``, does not run
     under pytest 9, so hypothesis drives each operation's strategy directly.)"""
     failures = []
-    counts = {"operations": 0, "calls": 0, "4xx": 0}
+    counts = {"operations": 0, "calls": 0, "4xx": 0, "poisoned": 0}
     for result in schema.get_all_operations():
         operation = result.ok()
         counts["operations"] += 1
@@ -93,12 +141,23 @@ def fuzz(schema: Any, max_examples: int, **call: Any) -> tuple[list[str], dict[s
             database=None,
             suppress_health_check=list(HealthCheck),
         )
-        @given(case=operation.as_strategy())
-        def run(case: Any) -> None:
+        @given(case=operation.as_strategy(), data=st.data())
+        def run(case: Any, data: st.DataObject) -> None:
             _cap_generation(case.body)
+            poisoned = _poison(case.body, data)
+            if poisoned == "non-finite":
+                # HTTP clients refuse to write NaN into JSON; a hostile one writes it by
+                # hand. As text/plain (no CORS preflight), which this server reads as JSON.
+                case.media_type = "text/plain"
+                case.body = json.dumps(case.body, allow_nan=True)
             response = case.call_and_validate(checks=CHECKS, **call)
             counts["calls"] += 1
             counts["4xx"] += 400 <= response.status_code < 500
+            if poisoned is not None:
+                counts["poisoned"] += 1
+                assert 400 <= response.status_code < 500, (
+                    f"a body with a {poisoned} value got {response.status_code}"
+                )
 
         try:
             run()
@@ -112,6 +171,7 @@ def test_fuzz_fake_backend(fake_schema: Any) -> None:
     failures, counts = fuzz(fake_schema, int(os.environ.get("OLLM_FUZZ_EXAMPLES", "25")))
     report("fuzz-fake-backend", counts)
     assert counts["calls"] >= counts["operations"] * 5
+    assert counts["poisoned"] >= counts["operations"]  # the spiked cases did run
     assert not failures, "\n\n".join(failures)
 
 

@@ -33,8 +33,11 @@ def test_rate_limit_login_throttle_cors_and_headers(secure_server: str) -> None:
         browser.headers["X-CSRF-Token"] = browser.cookies["csrf_token"]
         key_a, key_b = _api_key(browser, "a"), _api_key(browser, "b")
 
-    # Per key: A runs out, B is untouched.
+    # Per key: A runs out, B is untouched. A key's first request draws on the address's
+    # bucket (nobody has checked the key yet); from then on it has a bucket of its own.
     with httpx.Client(base_url=secure_server, timeout=30) as client:
+        for key in (key_a, key_b):
+            assert client.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).is_success
         codes_a = [
             client.get("/v1/models", headers={"Authorization": f"Bearer {key_a}"}).status_code
             for _ in range(LIMIT + 2)
@@ -60,7 +63,8 @@ def test_rate_limit_login_throttle_cors_and_headers(secure_server: str) -> None:
     assert locked.json()["error"]["code"] == "too_many_login_attempts"
     assert int(locked.headers["Retry-After"]) >= 1
 
-    # Per address: anonymous requests share the address's bucket (7 logins already spent).
+    # Per address: anonymous requests share the address's bucket (logins, sign-up and the
+    # keys' first requests already spent some).
     with httpx.Client(base_url=secure_server, timeout=30) as anonymous:
         anon = [anonymous.get("/api/v1/auth/config").status_code for _ in range(LIMIT)]
         assert (anonymous.get("/health")).status_code == 200  # never limited

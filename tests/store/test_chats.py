@@ -157,6 +157,34 @@ async def test_branches_and_the_active_path(session, alice):
     assert branch[0].sibling_ids == [q1.id, q1b.id]
 
 
+async def test_a_bulk_tree_write_links_every_branch_and_shares_ids_safely(session, alice):
+    chat = await new_chat(session, alice, title="imported")
+    before = await say(session, alice, await new_chat(session, alice), USER, "elsewhere")
+    # q1 -> a1 -> q2 -> (a2, a2b), and a second root q1b; the list is in tree order.
+    nodes = [
+        (MessageCreate(role=USER, content="q1"), None, None),
+        (MessageCreate(role=ASSISTANT, content="a1"), 0, None),
+        (MessageCreate(role=USER, content="q2"), 1, None),
+        (MessageCreate(role=ASSISTANT, content="a2"), 2, None),
+        (MessageCreate(role=ASSISTANT, content="a2b"), 2, None),
+        (MessageCreate(role=USER, content="q1b"), None, None),
+    ]
+    ids = await crud.add_message_tree(session=session, chat=chat, messages=nodes)
+    await session.commit()
+    assert len(set(ids)) == 6 and ids == sorted(ids) and ids[0] > before.id
+    path = await crud.get_path(session=session, owner_id=alice.id, chat_id=chat.id, leaf_id=ids[4])
+    assert [m.content for m in path] == ["q1", "a1", "q2", "a2b"]
+    roots = await crud.get_children(
+        session=session, owner_id=alice.id, chat_id=chat.id, parent_id=None
+    )
+    assert [m.content for m in roots] == ["q1", "q1b"]
+    # The id sequence moved past the reserved ids: the next message gets a fresh one.
+    after = await say(session, alice, chat, USER, "after", path[-1])
+    assert after.id > max(ids)
+    hits = await crud.list_chats(session=session, owner_id=alice.id, q="a2b")
+    assert [c.id for c in hits] == [chat.id]  # the search index saw the bulk rows
+
+
 async def test_a_parent_must_belong_to_the_same_chat(session, alice):
     first, second = await new_chat(session, alice), await new_chat(session, alice)
     message = await say(session, alice, first, USER, "hello")

@@ -11,7 +11,12 @@ import httpx
 import pytest
 from api_v1_harness import v1_app
 
-from ollm.api.http.limits import body_problem, json_depth_exceeds
+from ollm.api.http.limits import (
+    body_problem,
+    json_depth_exceeds,
+    lone_surrogate_at,
+    non_finite_number,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -56,6 +61,49 @@ def test_brackets_inside_strings_do_not_count() -> None:
 
 def test_unbalanced_text_is_left_to_the_parser() -> None:
     assert not json_depth_exceeds(b"[" * 200, 64)
+
+
+@pytest.mark.parametrize(
+    ("text", "lone"),
+    [
+        (r'{"a": "\ud800"}', True),
+        (r'{"a": "\uDFFF x"}', True),
+        (r'{"a": "\udc00\ud800"}', True),  # low then high: no pair
+        (r'{"a": "\ud83d\ude00\ud83d"}', True),  # a pair, then half of another
+        (r'{"a": "\\\ud800"}', True),  # an escaped backslash, then a real escape
+        (r'{"a": "\ud83d\ude00"}', False),  # an emoji
+        (r'{"a": "\\ud800"}', False),  # the text backslash-u-d-8-0-0, not an escape
+        (r'{"a": "\u00e9 \u4e2d"}', False),
+        ('{"a": "plain"}', False),
+    ],
+)
+def test_lone_surrogate_escapes_are_found_and_pairs_are_not(text: str, lone: bool) -> None:
+    assert (lone_surrogate_at(text.encode()) is not None) is lone
+    assert json.loads(text) is not None  # Python itself reads every one of them
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ('{"t": NaN}', "NaN"),
+        ('{"t": [1, -Infinity]}', "-Infinity"),
+        ('{"t": 1e400}', "1e400"),
+        ('{"t": -2.5E+999}', "-2.5E+999"),
+        ('{"t": 1e308, "u": 1e-400}', None),  # finite; an underflow is just 0
+        ('{"NaN": "Infinity", "t": 3e2}', None),  # inside strings they are text
+        ('{"t": 12345678901234567890}', None),
+    ],
+)
+def test_non_finite_numbers_are_found_outside_strings(text: str, found: str | None) -> None:
+    assert non_finite_number(text.encode()) == found
+
+
+def test_body_problem_names_surrogates_and_non_finite_numbers() -> None:
+    surrogate = body_problem(rb'{"a": "\ud800"}', max_json_depth=8)
+    assert surrogate is not None and "surrogate" in surrogate
+    infinite = body_problem(b'{"a": Infinity}', max_json_depth=8)
+    assert infinite is not None and "not finite" in infinite
+    assert body_problem(b'{"a": "ok", "b": 1.5}', max_json_depth=8) is None
 
 
 def test_body_problem_names_invalid_utf8() -> None:

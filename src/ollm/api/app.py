@@ -103,6 +103,10 @@ def create_app(settings: Settings, *, models: ModelService | None = None) -> Fas
         version=__version__,
         description="A self-hosted LLM server with an OpenAI-compatible API.",
         lifespan=lifespan,
+        # The interactive docs load Swagger UI from a CDN (not offline, not under the CSP):
+        # served only in single-user mode, never to a server with accounts.
+        docs_url=None if settings.auth else "/docs",
+        redoc_url=None if settings.auth else "/redoc",
         strict_content_type=False,  # a JSON body without a Content-Type is still JSON
     )
     install_error_handlers(app)

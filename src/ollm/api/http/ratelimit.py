@@ -142,18 +142,26 @@ class VerifiedCredentials:
         return name
 
 
+def presented_credential(request: Request) -> tuple[str, str] | None:
+    """``("key", token)`` for a bearer key, ``("session", token)`` for a session cookie."""
+    if (token := bearer_token(request)) is not None:
+        return "key", token
+    if session := request.cookies.get(SESSION_COOKIE):
+        return "session", session
+    return None
+
+
 def client_key(request: Request, verified: VerifiedCredentials | None = None) -> str:
     """Whose bucket a request draws on: its API key or session when that credential
     authenticated recently (``verified``), else its address. Secrets are hashed; a bucket's
     name never holds one."""
-    if verified is not None:
-        if (token := bearer_token(request)) is not None:
-            if (name := verified.bucket("key", token)) is not None:
-                return name
-        elif (session := request.cookies.get(SESSION_COOKIE)) and (
-            name := verified.bucket("session", session)
-        ) is not None:
-            return name
+    credential = presented_credential(request)
+    if (
+        verified is not None
+        and credential is not None
+        and (name := verified.bucket(*credential)) is not None
+    ):
+        return name
     host = request.client.host if request.client is not None else "unknown"
     return "addr:" + host
 
@@ -170,13 +178,24 @@ class RateLimitMiddleware:
     ) -> None:
         self.app = app
         self.limiter = limiter
-        self.verified = verified
+        self.verified = verified  # None: auth is off, every bucket is an address's
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
             await self.app(scope, receive, send)
             return
-        wait = self.limiter.acquire(client_key(Request(scope), self.verified))
+        request = Request(scope)
+        key = client_key(request, self.verified)
+        wait = self.limiter.acquire(key)
+        if wait > 0 and key.startswith("addr:") and self.verified is not None:
+            # The address is out of requests, and this one brings a credential nobody has
+            # checked yet: a real user behind a busy address (a NAT, an office) is let
+            # through on their own bucket once the credential proves valid. Junk still
+            # gets the 429, after one indexed lookup (no password hash is involved).
+            credential = presented_credential(request)
+            if credential is not None and await self._valid(request, *credential):
+                self.verified.add(*credential)
+                wait = self.limiter.acquire(client_key(request, self.verified))
         if wait <= 0:
             await self.app(scope, receive, send)
             return
@@ -191,6 +210,13 @@ class RateLimitMiddleware:
             headers={"Retry-After": str(retry_after)},
         )
         await response(scope, receive, send)
+
+    @staticmethod
+    async def _valid(request: Request, kind: str, secret: str) -> bool:
+        accounts = request.app.state.accounts
+        if kind == "key":
+            return await accounts.user_for_key(secret) is not None
+        return await accounts.user_for_session(secret) is not None
 
 
 def install_rate_limit(app: Starlette, settings: Settings) -> None:
@@ -211,5 +237,7 @@ def install_rate_limit(app: Starlette, settings: Settings) -> None:
     per_minute = settings.effective_rate_limit
     if per_minute > 0:
         app.add_middleware(
-            RateLimitMiddleware, limiter=TokenBucketLimiter(per_minute), verified=verified
+            RateLimitMiddleware,
+            limiter=TokenBucketLimiter(per_minute),
+            verified=verified if settings.auth else None,
         )

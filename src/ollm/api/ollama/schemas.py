@@ -72,11 +72,9 @@ class Options(_Lenient):
     (the server, not the request, decides how a model is loaded)."""
 
     # Upper bounds are the engine's (ollm.sampling), the same for every dialect.
+    # No upper bound, as in Ollama: a huge num_predict just stops at the context's end.
     num_predict: int | None = Field(
-        None,
-        ge=-2,
-        le=MAX_COUNT,
-        description="Most tokens to generate; -1 unlimited, -2 fill the context.",
+        None, ge=-2, description="Most tokens to generate; -1 unlimited, -2 fill the context."
     )
     num_ctx: int | None = Field(
         None, ge=0, le=MAX_COUNT, description="Accepted; the server's per-sequence context applies."
@@ -151,7 +149,7 @@ class Options(_Lenient):
             frequency_penalty=self.frequency_penalty or 0.0,
             penalty_last_n=context_length if last_n < 0 else last_n,
             seed=self.seed if self.seed is not None and self.seed >= 0 else None,
-            max_tokens=predict if predict is not None and predict > 0 else None,
+            max_tokens=min(predict, MAX_COUNT) if predict is not None and predict > 0 else None,
             stop=tuple(self.stop or ()),
         )
 

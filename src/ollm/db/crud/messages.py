@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, insert, literal, select, update
+from sqlalchemy import Select, func, insert, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -57,9 +57,26 @@ async def add_message(
     return message
 
 
-# Rows per INSERT statement of a bulk write: bounded so one statement's parameters stay far
-# below SQLite's limit (32,766) and each round trip stays short.
-BULK_BATCH = 500
+# Rows per executemany of a bulk write: bounded, so memory and each round trip stay small.
+BULK_BATCH = 2000
+
+
+async def _reserve_message_ids(session: AsyncSession, chat_id: str, count: int) -> list[int]:
+    """``count`` unused message ids, increasing, that no concurrent writer will take."""
+    if session.get_bind().dialect.name == "postgresql":
+        rows = await session.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('messages', 'id')) "
+                "FROM generate_series(1, :count)"
+            ),
+            {"count": count},
+        )
+        return sorted(int(row[0]) for row in rows)
+    # SQLite has one writer at a time: touching the chat takes the write lock (if this
+    # transaction has not already), and from then on no one else can insert a message.
+    await session.execute(update(Chat).where(Chat.id == chat_id).values(updated_at=Chat.updated_at))
+    top = await session.scalar(select(func.max(Message.id))) or 0
+    return list(range(top + 1, top + 1 + count))
 
 
 async def add_message_tree(
@@ -72,31 +89,28 @@ async def add_message_tree(
     ``(message, parent index, created_at)`` with each parent earlier in the list. Returns
     the new ids, in order.
 
-    One multi-row ``INSERT ... RETURNING`` per :data:`BULK_BATCH` rows (parent links
-    within a batch are set by one executemany ``UPDATE`` after it), instead of four round
-    trips per message: a 20,000-message chat holds the write lock for about a second, not
-    a minute, so other users' writes wait briefly instead of timing out.
+    The ids are reserved first, so every parent link is known before anything is written,
+    and the rows go in as a few executemany ``INSERT``s of :data:`BULK_BATCH` rows, instead
+    of four round trips per message: a 20,000-message chat holds the write lock for well
+    under a second, so other users' writes wait briefly instead of timing out.
     """
-    ids: list[int] = []
+    if not messages:
+        return []
+    ids = await _reserve_message_ids(session, chat.id, len(messages))
     now = utcnow()
-    for start in range(0, len(messages), BULK_BATCH):
-        batch = messages[start : start + BULK_BATCH]
-        rows, links = [], []
-        for offset, (message_in, parent, created_at) in enumerate(batch):
-            row = message_in.model_dump(exclude={"parent_id"})
-            row.update(chat_id=chat.id, created_at=created_at or now)
-            row["parent_id"] = ids[parent] if parent is not None and parent < start else None
-            rows.append(row)
-            if parent is not None and parent >= start:
-                links.append((start + offset, parent))
-        result = await session.execute(
-            insert(Message).returning(Message.id, sort_by_parameter_order=True), rows
+    rows = []
+    for new_id, (message_in, parent, created_at) in zip(ids, messages, strict=True):
+        row = message_in.model_dump(exclude={"parent_id"})
+        row.update(
+            id=new_id,
+            chat_id=chat.id,
+            parent_id=ids[parent] if parent is not None else None,
+            created_at=created_at or now,
         )
-        ids.extend(result.scalars().all())
-        if links:
-            await session.execute(
-                update(Message), [{"id": ids[i], "parent_id": ids[p]} for i, p in links]
-            )
+        rows.append(row)
+    table = Message.__table__
+    for start in range(0, len(rows), BULK_BATCH):
+        await session.execute(insert(table), rows[start : start + BULK_BATCH])
     return ids
 
 
