@@ -52,5 +52,8 @@ STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
 # A non-loopback address needs auth: sign up in the web UI (the first account is admin)
-# or `docker exec -it ollm ollm users add NAME --admin`.
+# or `docker exec -it ollm ollm users add NAME --admin`. It also needs the host names
+# clients use (DNS rebinding): '*' here, since the container cannot know them and auth is
+# on (a rebound page has no session or key); set -e OLLM_ALLOWED_HOSTS=your.name to narrow.
+ENV OLLM_ALLOWED_HOSTS=*
 CMD ["ollm", "serve", "--host", "0.0.0.0", "--auth"]

@@ -60,9 +60,11 @@ def accounts_server(rel_home: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def limited_server(rel_home: Path) -> Iterator[str]:
-    """Auth on, 20 requests a minute per client, 3 sign-ups an hour per address."""
+    """Auth on, 20 requests a minute per client, 3 sign-ups an hour per address, behind a
+    (pretend) TLS proxy on loopback."""
     env = {
         "OLLM_AUTH": "true",
+        "OLLM_FORWARDED_ALLOW_IPS": "127.0.0.1",
         "OLLM_RATE_LIMIT": "20",
         "OLLM_SIGNUP_RATE_LIMIT": "3",
         "OLLM_MAX_RUNNING": "2",
@@ -437,17 +439,25 @@ def test_a_large_import_does_not_starve_other_writers(accounts_server: str) -> N
 def test_junk_tokens_share_their_address_bucket_and_signup_is_limited(
     limited_server: str,
 ) -> None:
-    # Sign-ups: 3 an hour per address, whatever the general limit; the 4th waits.
-    first = _signup(limited_server, "limit-admin")
+    # Sign-ups: 3 an hour per address, whatever the general limit; the 4th waits. The first
+    # comes through the trusted TLS proxy: its session cookie is Secure.
+    first = httpx.post(
+        f"{limited_server}/api/v1/auth/signup",
+        json={"username": "limit-admin", "password": PASSWORD},
+        headers={"X-Forwarded-Proto": "https"},
+        timeout=30,
+    )
     assert first.status_code == 201, first.text
+    assert all("; secure" in c.lower() for c in first.headers.get_list("set-cookie"))
     more = [_signup(limited_server, f"newcomer-{i}").status_code for i in range(2)]
     refused = _signup(limited_server, "newcomer-2")
     assert more == [201, 201], more
     assert _openai_error(refused, 429)["code"] == "too_many_signups"
     assert int(refused.headers["Retry-After"]) >= 1
-    with httpx.Client(base_url=limited_server, timeout=30) as browser:
-        browser.cookies.update(first.cookies)
-        browser.headers["X-CSRF-Token"] = browser.cookies["csrf_token"]
+    # (A Secure cookie is not sent over plain HTTP: the proxy would carry it; here, by hand.)
+    session, csrf = first.cookies["ollm_session"], first.cookies["csrf_token"]
+    cookie = {"Cookie": f"ollm_session={session}; csrf_token={csrf}", "X-CSRF-Token": csrf}
+    with httpx.Client(base_url=limited_server, timeout=30, headers=cookie) as browser:
         created = browser.post("/api/v1/keys", json={"name": "real"})
         assert created.status_code == 201, created.text
         key = created.json()["key"]
@@ -482,6 +492,15 @@ def test_look_alike_names_weak_passwords_key_revocation_and_docs(accounts_server
         with httpx.Client(base_url=accounts_server, timeout=30) as client:
             taken = _raw(client, "POST", "/api/v1/auth/signup", text)
         assert _openai_error(taken, 409)["code"] == "username_taken", look_alike
+    # Forwarded headers from an untrusted address change nothing: no Secure cookie.
+    spoofed = httpx.post(
+        f"{accounts_server}/api/v1/auth/signup",
+        json={"username": "plain-http", "password": PASSWORD},
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"},
+        timeout=30,
+    )
+    assert spoofed.status_code == 201, spoofed.text
+    assert not any("; secure" in c.lower() for c in spoofed.headers.get_list("set-cookie"))
     mixed = _signup(accounts_server, "\u0430dmin")
     assert "mix" in _openai_error(mixed, 400)["message"]
     for weak in ("aaaaaaaaaaaa", "abcdefgh", "password", "12345678", "Password1"):
