@@ -13,6 +13,7 @@ Plus the extras: look-alike usernames, weak passwords, key revocation on a reset
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -431,6 +432,32 @@ def test_a_large_import_does_not_starve_other_writers(accounts_server: str) -> N
             "slowest_health_s": round(max(health, default=0.0), 3),
         },
     )
+
+
+def test_a_lock_wait_that_times_out_is_a_503_with_retry_after(
+    accounts_server: str, rel_home: Path
+) -> None:
+    """Another process holds SQLite's write lock past the busy timeout (10 s): the write
+    is refused with a 503 the client can retry, in the dialect's shape, and nothing is lost."""
+    headers = _account(accounts_server, "lock-waiter")
+    holder = sqlite3.connect(rel_home / "accounts" / "ollm.db", isolation_level=None, timeout=30)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # the write lock, held until the rollback below
+        busy = httpx.post(
+            f"{accounts_server}/api/v1/chats",
+            json={"title": "blocked"},
+            headers=headers,
+            timeout=60,
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    error = _openai_error(busy, 503)
+    assert error["code"] == "busy" and int(busy.headers["Retry-After"]) >= 1
+    retried = httpx.post(
+        f"{accounts_server}/api/v1/chats", json={"title": "retried"}, headers=headers, timeout=60
+    )
+    assert retried.status_code == 201, retried.text
 
 
 # -- 6. rate-limit keys and sign-up ----------------------------------------------------------
