@@ -55,7 +55,9 @@ export function Login(props: { signup: boolean; onLoggedIn: (user: User, csrf: s
           value={password}
           onInput={(e) => setPassword(e.currentTarget.value)}
         />
-        {signingUp && <small class="muted">At least 8 characters.</small>}
+        {signingUp && (
+          <small class="muted">At least 8 characters of two kinds (letters and digits, or a space), or 16 of any.</small>
+        )}
         {error && (
           <p role="alert" class="form-error">
             {error}
