@@ -20,7 +20,7 @@ RUN python -m venv /opt/ollm && /opt/ollm/bin/pip install --no-cache-dir --upgra
 WORKDIR /src
 # The wheel is compiled with named instruction sets, never GGML_NATIVE (see the script):
 # they are read from the build machine's CPU, so run the image on a CPU at least as new.
-COPY scripts/llama-wheel.sh scripts/llama-cmake-args.sh scripts/
+COPY scripts/llama-wheel.sh scripts/llama-cmake-args.sh scripts/llama-backend.sh scripts/
 RUN wheel="$(scripts/llama-wheel.sh /opt/ollm/bin/python "$LLAMA_CPP_VERSION")" \
  && /opt/ollm/bin/pip install --no-cache-dir "$wheel"
 COPY pyproject.toml README.md ./

@@ -20,7 +20,8 @@ install: $(STAMP) web
 web:
 	scripts/build-web.sh
 
-$(STAMP): pyproject.toml Makefile scripts/llama-wheel.sh scripts/llama-cmake-args.sh
+$(STAMP): pyproject.toml Makefile scripts/llama-wheel.sh scripts/llama-cmake-args.sh \
+		scripts/llama-backend.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# llama-cpp-python compiles from source once per machine (see scripts/llama-wheel.sh).
