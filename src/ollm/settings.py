@@ -90,6 +90,14 @@ class EngineSettings(BaseSettings):
     max_running: int = Field(
         16, ge=1, le=256, description="Sequences decoded together in one batch (KV slots)."
     )
+    gpu_layers: int | None = Field(
+        None,
+        ge=-1,
+        description=(
+            "Layers offloaded to the GPU by an accelerated build: unset or -1 all of them, "
+            "0 none (CPU only). A CPU build ignores it."
+        ),
+    )
     max_waiting: int = Field(
         128, ge=0, description="Requests allowed to wait for a slot; beyond this the API says 429."
     )

@@ -234,3 +234,12 @@ def test_a_follow_up_turn_reuses_the_cached_prefix_and_answers_the_same(backend)
     assert computed == total - cached  # only the new tokens were prefilled
     assert cold[-1].num_cached_tokens == 0  # bob never hits alice's cache
     assert warm_text == cold_text  # reused KV answers exactly as recomputed KV
+
+
+def test_the_model_reports_its_layers_and_where_they_run(backend):
+    # SmolLM2-135M has 30 blocks; this CPU build of llama.cpp offloads none of them.
+    from ollm.backends.llamacpp.native import supports_gpu_offload
+
+    facts = backend.facts
+    assert facts.layers == 30
+    assert facts.gpu_layers == (30 if supports_gpu_offload() else 0)

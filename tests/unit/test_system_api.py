@@ -68,7 +68,7 @@ async def test_system_info_shape(tmp_path: Path) -> None:
     assert info["cpu"]["model"]
     assert info["memory"]["total_bytes"] >= info["memory"]["available_bytes"] > 0
     assert info["memory"]["process_rss_bytes"] > 0
-    assert info["gpus"] == []
+    assert isinstance(info["gpus"], list)  # nvidia-smi, if any (see test_gpu_placement.py)
     assert info["backend"]["name"] == "llama.cpp"
     assert info["backend"]["device"] == "cpu"
     assert set(info["versions"]) >= {"ollm", "python", "llama-cpp-python", "fastapi"}

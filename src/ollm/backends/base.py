@@ -43,6 +43,9 @@ class ModelFacts:
     # Identity of the model file, recorded in KV snapshots: a state computed with other
     # weights must never be loaded. Empty: snapshots are not taken.
     fingerprint: str = ""
+    # Transformer blocks, and how many of them run on an accelerator (0: all on the CPU).
+    layers: int = 0
+    gpu_layers: int = 0
 
 
 class Sampler(Protocol):

@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ollm.cli.humanize import human_ago, human_size, human_until
+from ollm.placement import processor_split
 
 LICENSE_LINES = 2  # ollama shows the start of a license, not all of it
 
@@ -70,14 +71,7 @@ def chats_table(chats: Iterable[dict[str, Any]]) -> Table:
 
 def processor(model: dict[str, Any]) -> str:
     """Where a loaded model lives: ``100% CPU``, ``100% GPU`` or a split."""
-    size = model.get("size") or 0
-    vram = model.get("size_vram") or 0
-    if not size or vram <= 0:
-        return "100% CPU"
-    if vram >= size:
-        return "100% GPU"
-    gpu = round(100 * vram / size)
-    return f"{100 - gpu}%/{gpu}% CPU/GPU"
+    return processor_split(model.get("size") or 0, model.get("size_vram") or 0)
 
 
 def running_table(models: Iterable[dict[str, Any]]) -> Table:

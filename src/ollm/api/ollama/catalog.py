@@ -104,6 +104,7 @@ def running(models: ModelService) -> s.RunningList:
                 name=loaded.model_id,
                 model=loaded.model_id,
                 size=loaded.size_bytes,
+                size_vram=loaded.size_vram,
                 digest=_digest(info),
                 details=details(info),
                 expires_at=rfc3339(expires) if expires is not None else None,

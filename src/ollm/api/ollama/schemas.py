@@ -401,7 +401,7 @@ class ShowResponse(_Response):
 
 
 class RunningModel(_Response):
-    """One model in ``GET /api/ps``. Everything runs on the CPU, so ``size_vram`` is 0."""
+    """One model in ``GET /api/ps``; ``size_vram`` is the part of ``size`` on the GPU."""
 
     name: str
     model: str

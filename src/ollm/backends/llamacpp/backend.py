@@ -17,6 +17,7 @@ from ollm.backends.llamacpp.native import (
     SamplerConfig,
     json_grammar,
     library_version,
+    supports_gpu_offload,
 )
 from ollm.errors import InvalidRequestError
 from ollm.sampling import SamplingParams
@@ -41,6 +42,16 @@ def file_fingerprint(path: Path) -> str:
         stream.seek(max(0, size - _FINGERPRINT_SPAN))
         digest.update(stream.read(_FINGERPRINT_SPAN))
     return digest.hexdigest()[:32]
+
+
+def offloaded_layers(layers: int, requested: int | None, can_offload: bool) -> int:
+    """How many of ``layers`` blocks run on the accelerator: none on a CPU build; all for
+    ``None`` or a negative request (llama.cpp's default); else the request, at most all."""
+    if not can_offload:
+        return 0
+    if requested is None or requested < 0:
+        return layers
+    return min(requested, layers)
 
 
 class LlamaCppSampler:
@@ -88,7 +99,14 @@ def _as_dict(config: SamplerConfig) -> dict[str, object]:
 class LlamaCppBackend:
     """Implements :class:`ollm.backends.base.Backend` over llama.cpp's C API."""
 
-    def __init__(self, model: NativeModel, ctx: NativeContext, *, fingerprint: str = "") -> None:
+    def __init__(
+        self,
+        model: NativeModel,
+        ctx: NativeContext,
+        *,
+        fingerprint: str = "",
+        gpu_layers: int | None = None,
+    ) -> None:
         self._model = model
         self._ctx = ctx
         self.num_sequences = ctx.n_seq_max
@@ -105,11 +123,13 @@ class LlamaCppBackend:
             metadata={k: v for k, v in metadata.items() if not k.startswith("tokenizer.ggml.")},
             prefix_reuse=model.can_rewind(),
             fingerprint=fingerprint,
+            layers=model.n_layer(),
+            gpu_layers=offloaded_layers(model.n_layer(), gpu_layers, supports_gpu_offload()),
         )
 
     @classmethod
     def load(cls, path: Path, settings: EngineSettings) -> LlamaCppBackend:
-        model = NativeModel(path)
+        model = NativeModel(path, gpu_layers=settings.gpu_layers)
         try:
             n_ctx_seq = min(settings.context_per_sequence, model.n_ctx_train())
             config = ContextConfig(
@@ -123,7 +143,7 @@ class LlamaCppBackend:
         except BaseException:
             model.close()
             raise
-        return cls(model, ctx, fingerprint=file_fingerprint(path))
+        return cls(model, ctx, fingerprint=file_fingerprint(path), gpu_layers=settings.gpu_layers)
 
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
         return self._model.tokenize(text, add_special=add_special, parse_special=parse_special)

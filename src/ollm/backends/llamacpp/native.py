@@ -73,6 +73,12 @@ ws     ::= | " " | "\n" [ \t]{0,20}
 """
 
 
+def supports_gpu_offload() -> bool:
+    """Whether this build of llama.cpp can put layers on an accelerator (CUDA, Metal, ...)."""
+    init_backend()
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
 def library_version() -> str:
     return getattr(llama_cpp, "__version__", "unknown")
 
@@ -84,10 +90,14 @@ class NativeError(RuntimeError):
 class NativeModel:
     """A loaded GGUF model: weights, vocabulary and metadata."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, gpu_layers: int | None = None) -> None:
+        """``gpu_layers``: layers to offload to an accelerator; None or -1: as many as
+        llama.cpp offloads by default (all of them), 0: none. Ignored by CPU builds."""
         init_backend()
         params = llama_cpp.llama_model_default_params()
         params.use_mmap = True
+        if gpu_layers is not None:
+            params.n_gpu_layers = gpu_layers
         model = llama_cpp.llama_model_load_from_file(str(path).encode("utf-8"), params)
         if not model:
             raise NativeError(f"llama.cpp could not load {path}")
@@ -108,6 +118,10 @@ class NativeModel:
             self._model = None
 
     # -- facts ---------------------------------------------------------------------
+
+    def n_layer(self) -> int:
+        """Transformer blocks (what ``gpu_layers`` counts)."""
+        return int(llama_cpp.llama_model_n_layer(self.handle))
 
     def n_ctx_train(self) -> int:
         return llama_cpp.llama_model_n_ctx_train(self.handle)

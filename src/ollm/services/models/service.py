@@ -33,6 +33,7 @@ from ollm.engine.client import AsyncEngine, EngineLimits, OutputObserver
 from ollm.engine.loop import EngineStats
 from ollm.engine.snapshot_store import SnapshotStore
 from ollm.errors import ModelLoadError, ModelNotFoundError, ShuttingDownError
+from ollm.placement import processor_split
 from ollm.services.models import bundled
 from ollm.services.models.pull import Puller
 from ollm.services.models.registry import ModelEntry, ModelInfo, Registry
@@ -104,6 +105,20 @@ class LoadedModel:
         expires = start + self.keep_alive
         # A keep_alive of centuries ("1e12", "inf") is forever: no calendar holds its date.
         return expires if expires < _LAST_DATE else None
+
+    @property
+    def size_vram(self) -> int:
+        """Bytes of ``size_bytes`` on the accelerator, by the share of layers offloaded
+        (what Ollama's ``/api/ps`` calls ``size_vram``)."""
+        facts = self.backend.facts
+        if not facts.layers or not facts.gpu_layers:
+            return 0
+        return self.size_bytes * min(facts.gpu_layers, facts.layers) // facts.layers
+
+    @property
+    def processor(self) -> str:
+        """Where it runs, as Ollama prints it: ``100% GPU``, ``100% CPU``, ``35%/65% CPU/GPU``."""
+        return processor_split(self.size_bytes, self.size_vram)
 
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         """Prompt text to tokens, adding BOS unless the text already starts with it."""

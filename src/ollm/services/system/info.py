@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from ollm import __version__
 from ollm.services.models.service import LoadedModel, ModelService
+from ollm.services.system.gpus import GpuInfo, detect_gpus
 
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -44,6 +45,8 @@ class BackendInfo(BaseModel):
 class LoadedModelInfo(BaseModel):
     id: str
     memory_bytes: int  # estimate: weights plus the KV cache of every slot
+    gpu_bytes: int  # of which on the accelerator (by the share of layers offloaded)
+    processor: str  # where it runs, as `ollm ps` and Ollama print it: "100% CPU", ...
     load_seconds: float
     in_flight: int
     running: int
@@ -60,7 +63,7 @@ class SystemInfo(BaseModel):
     os: str
     cpu: CpuInfo
     memory: MemoryInfo
-    gpus: list[dict[str, object]]  # none detected on a CPU-only build
+    gpus: list[GpuInfo]  # what nvidia-smi reports now; empty without one
     backend: BackendInfo
     versions: dict[str, str]
     default_model: str
@@ -96,6 +99,15 @@ def llama_system_info() -> str | None:
     return native.system_info().strip()
 
 
+def llama_device() -> str:
+    """``gpu`` when this llama.cpp build can offload layers to an accelerator, else ``cpu``."""
+    try:
+        from ollm.backends.llamacpp import native
+    except Exception:
+        return "cpu"
+    return "gpu" if native.supports_gpu_offload() else "cpu"
+
+
 class SystemInfoService:
     """Builds :class:`SystemInfo` for one app (``started`` is its start, monotonic)."""
 
@@ -108,12 +120,13 @@ class SystemInfoService:
         if self._static is None:
             self._static = await asyncio.to_thread(self._read_static)
         cpu, backend, versions = self._static
+        gpus = await asyncio.to_thread(detect_gpus)  # free memory changes: read each time
         return SystemInfo(
             hostname=platform.node(),
             os=f"{platform.system()} {platform.release()}",
             cpu=cpu,
             memory=self._memory(),
-            gpus=[],
+            gpus=gpus,
             backend=backend,
             versions=versions,
             default_model=self.models.settings.default_model,
@@ -129,7 +142,9 @@ class SystemInfoService:
             logical_cores=os.cpu_count() or 1,
             physical_cores=psutil.cpu_count(logical=False),
         )
-        backend = BackendInfo(name="llama.cpp", device="cpu", system_info=llama_system_info())
+        backend = BackendInfo(
+            name="llama.cpp", device=llama_device(), system_info=llama_system_info()
+        )
         versions = {
             "ollm": __version__,
             "python": platform.python_version(),
@@ -153,6 +168,8 @@ def _loaded_info(loaded: LoadedModel) -> LoadedModelInfo:
     return LoadedModelInfo(
         id=loaded.model_id,
         memory_bytes=loaded.size_bytes,
+        gpu_bytes=loaded.size_vram,
+        processor=loaded.processor,
         load_seconds=round(loaded.load_duration, 3),
         in_flight=loaded.in_flight,
         running=stats.running,
