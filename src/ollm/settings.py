@@ -90,6 +90,17 @@ class EngineSettings(BaseSettings):
     max_running: int = Field(
         16, ge=1, le=256, description="Sequences decoded together in one batch (KV slots)."
     )
+    kv_cache_type: Literal["f16", "q8_0", "q4_0"] = Field(
+        "f16",
+        description=(
+            "Element type of the KV cache: q8_0 takes about half of f16's memory, q4_0 about "
+            "a quarter, at some cost in quality (as Ollama's OLLAMA_KV_CACHE_TYPE)."
+        ),
+    )
+    flash_attention: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="llama.cpp's flash attention; a quantized KV cache needs it (auto: on then).",
+    )
     gpu_layers: int | None = Field(
         None,
         ge=-1,
@@ -120,6 +131,15 @@ class EngineSettings(BaseSettings):
         ),
     )
     threads: int = Field(default_factory=_default_threads, ge=1, description="CPU threads.")
+
+    @model_validator(mode="after")
+    def _quantized_kv_needs_flash_attention(self) -> EngineSettings:
+        if self.kv_cache_type != "f16" and self.flash_attention == "off":
+            raise ValueError(
+                f"kv_cache_type {self.kv_cache_type} needs flash attention: llama.cpp keeps a "
+                "quantized V cache only with it (set flash_attention to auto or on)"
+            )
+        return self
 
 
 class Settings(BaseSettings):

@@ -243,3 +243,30 @@ def test_the_model_reports_its_layers_and_where_they_run(backend):
     facts = backend.facts
     assert facts.layers == 30
     assert facts.gpu_layers == (30 if supports_gpu_offload() else 0)
+
+
+@pytest.mark.parametrize("kv_type", ["q8_0", "q4_0"])
+def test_a_quantized_kv_cache_answers_and_holds_a_sequence_in_less_memory(
+    backend, kv_type, tmp_path_factory
+):
+    path = bundled.locate(bundled.SMOLLM2, tmp_path_factory.mktemp("models"))
+    quantized = LlamaCppBackend.load(
+        Path(path), SETTINGS.model_copy(update={"kv_cache_type": kv_type})
+    )
+    try:
+        prompt = chat_prompt(backend, "Name three colours of the rainbow.")
+
+        async def body(engine):
+            return await collect(engine.generate(prompt, GREEDY))
+
+        sizes = {}
+        for name, model in (("f16", backend), (kv_type, quantized)):
+            text, _ = run_engine(model, body)
+            assert len(text.strip()) > 0 and "<|im_end|>" not in text, (name, text)
+            # The finished sequence keeps its KV in its slot (the prefix cache): its state's
+            # size is the KV of prompt + reply in this cache type.
+            sizes[name] = max(len(model.save_sequence(s)) for s in range(SETTINGS.max_running))
+        ratio = sizes[kv_type] / sizes["f16"]
+        assert ratio < (0.6 if kv_type == "q8_0" else 0.35), sizes
+    finally:
+        quantized.close()

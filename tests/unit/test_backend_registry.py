@@ -105,3 +105,16 @@ async def test_the_model_service_loads_through_its_registry(
         assert [weights] == sys.modules["ollm_test_plugin_backend"].LOADED
     finally:
         await service.close()
+
+
+def test_snapshots_are_tied_to_the_kv_cache_type(plugin: BackendFactory, tmp_path: Path) -> None:
+    """A KV state saved from a q8_0 cache means nothing to an f16 one: the runtime that
+    snapshots record names the cache type when it is not the default."""
+
+    def runtime(kv_cache_type: str) -> str:
+        engine = EngineSettings(kv_cache_type=kv_cache_type)  # type: ignore[arg-type]
+        settings = Settings(home=tmp_path / kv_cache_type, engine=engine)
+        return ModelService(settings, backends=BackendRegistry((plugin,)))._runtime()
+
+    assert runtime("f16") == "fake-runtime 1"
+    assert runtime("q8_0") == "fake-runtime 1; kv q8_0"

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from ollm.cli.config_cmd import MASK, mask
 from ollm.cli.main import app
-from ollm.settings import ConfigFileError, load_settings
+from ollm.settings import ConfigFileError, Settings, load_settings
 
 
 @pytest.fixture
@@ -124,3 +124,14 @@ def test_config_show_reports_bad_settings_with_exit_2(home: Path) -> None:
 )
 def test_mask(name: str, value: object, shown: object) -> None:
     assert mask(name, value) == shown
+
+
+def test_kv_cache_type_and_flash_attention(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("OLLM_KV_CACHE_TYPE", "q8_0")
+    assert Settings(home=tmp_path).engine.kv_cache_type == "q8_0"
+    monkeypatch.setenv("OLLM_FLASH_ATTENTION", "off")
+    with pytest.raises(ValueError, match="needs flash attention"):
+        Settings(home=tmp_path)
+    monkeypatch.setenv("OLLM_KV_CACHE_TYPE", "q2_k")
+    with pytest.raises(ValueError):
+        Settings(home=tmp_path)

@@ -21,6 +21,7 @@ from ollm.services.models.residency import (
     ResidencyLimits,
     Resident,
     available_memory,
+    estimate_memory,
     plan_evictions,
 )
 from ollm.services.models.service import ModelEntry, ModelService
@@ -356,3 +357,11 @@ async def test_keep_alive_passes_through_completions(tmp_path: Path, closing: li
     async for _ in generation.stream:
         pass
     assert service.loaded_models()[0].expires_at is None
+
+
+def test_a_quantized_kv_cache_is_estimated_smaller() -> None:
+    f16 = estimate_memory(1000, 24, 100)
+    assert f16 == 1000 + 2400
+    assert estimate_memory(1000, 24, 100, kv_cache_type="q8_0") == 1000 + 1275  # 34/64
+    assert estimate_memory(1000, 24, 100, kv_cache_type="q4_0") == 1000 + 675  # 18/64
+    assert estimate_memory(1000, None, 100, kv_cache_type="q8_0") == 1000

@@ -138,6 +138,11 @@ class LlamaCppBackend:
                 # Decodes take one token each, prefill takes the rest of the step budget.
                 n_batch=settings.max_running + settings.max_step_tokens,
                 threads=settings.threads,
+                kv_cache_type=settings.kv_cache_type,
+                # A quantized V cache exists only with flash attention in llama.cpp.
+                flash_attention="on"
+                if settings.kv_cache_type != "f16" and settings.flash_attention == "auto"
+                else settings.flash_attention,
             )
             ctx = NativeContext(model, config)
         except BaseException:

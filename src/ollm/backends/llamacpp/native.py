@@ -215,6 +215,20 @@ class ContextConfig:
     n_ctx_seq: int
     n_batch: int
     threads: int
+    kv_cache_type: str = "f16"  # f16, q8_0 or q4_0: the element type of K and V
+    flash_attention: str = "auto"  # auto, on or off
+
+
+_KV_TYPES = {
+    "f16": llama_cpp.GGML_TYPE_F16,
+    "q8_0": llama_cpp.GGML_TYPE_Q8_0,
+    "q4_0": llama_cpp.GGML_TYPE_Q4_0,
+}
+_FLASH_ATTENTION = {
+    "auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
+    "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+    "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+}
 
 
 class NativeContext:
@@ -229,12 +243,19 @@ class NativeContext:
         params.n_threads = config.threads
         params.n_threads_batch = config.threads
         params.no_perf = True
+        params.type_k = params.type_v = _KV_TYPES[config.kv_cache_type]
+        params.flash_attn_type = _FLASH_ATTENTION[config.flash_attention]
         # One KV stream per sequence: a sequence attends only over its own cells, which
         # is faster for independent requests than one unified buffer (llama.cpp #14363).
         params.kv_unified = False
         ctx = llama_cpp.llama_init_from_model(model.handle, params)
         if not ctx:
-            raise NativeError("llama.cpp could not create a context (out of memory?)")
+            detail = (
+                f" or a {config.kv_cache_type} KV cache it cannot use here"
+                if config.kv_cache_type != "f16"
+                else ""
+            )
+            raise NativeError(f"llama.cpp could not create a context (out of memory{detail}?)")
         self._ctx = ctx
         self._memory = llama_cpp.llama_get_memory(ctx)
         self.n_ctx_seq = llama_cpp.llama_n_ctx_seq(ctx)

@@ -67,9 +67,17 @@ def plan_evictions(
     return victims if fits() else None
 
 
-def estimate_memory(file_size: int, kv_bytes_per_cell: int | None, cells: int) -> int:
-    """Bytes a loaded model takes: its weights plus a KV cache of ``cells`` cells."""
-    return file_size + (kv_bytes_per_cell or 0) * cells
+# Bytes of one K or V element, by cache type, relative to f16's two: q8_0 packs 32 values
+# into 34 bytes, q4_0 into 18.
+KV_TYPE_SCALE = {"f16": 1.0, "q8_0": 34 / 64, "q4_0": 18 / 64}
+
+
+def estimate_memory(
+    file_size: int, kv_bytes_per_cell: int | None, cells: int, *, kv_cache_type: str = "f16"
+) -> int:
+    """Bytes a loaded model takes: its weights plus a KV cache of ``cells`` cells
+    (``kv_bytes_per_cell`` is the f16 figure; other cache types scale it)."""
+    return file_size + int((kv_bytes_per_cell or 0) * cells * KV_TYPE_SCALE[kv_cache_type])
 
 
 def available_memory(meminfo: Path = MEMINFO) -> int | None:

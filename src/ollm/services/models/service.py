@@ -177,7 +177,10 @@ class ModelService:
         self._snapshots: SnapshotStore | None = None
 
     def _gguf_runtime(self) -> str:
-        return self.backends.for_format("gguf").runtime()
+        # A KV snapshot is only meaningful to a cache of the same element type.
+        runtime = self.backends.for_format("gguf").runtime()
+        kv_type = self.settings.engine.kv_cache_type
+        return runtime if kv_type == "f16" else f"{runtime}; kv {kv_type}"
 
     # -- registry ------------------------------------------------------------------------
 
@@ -359,7 +362,10 @@ class ModelService:
             return entry.size_bytes
         context = min(engine.context_per_sequence, info.context_length or 1 << 30)
         return estimate_memory(
-            entry.size_bytes, info.kv_bytes_per_cell(), context * engine.max_running
+            entry.size_bytes,
+            info.kv_bytes_per_cell(),
+            context * engine.max_running,
+            kv_cache_type=engine.kv_cache_type,
         )
 
     async def _load(self, entry: ModelEntry) -> LoadedModel:
