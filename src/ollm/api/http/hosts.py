@@ -82,7 +82,11 @@ class HostPolicy:
             elif (name := host_name(text)) is not None:
                 self.names.add(name)
         bind = bind_host.strip().strip("[]").lower()
-        if bind not in _WILDCARD_BINDS:
+        if bind in _WILDCARD_BINDS:
+            # Clients on the machine itself often dial the wildcard (OLLM_HOST=0.0.0.0, as
+            # with Ollama). An address is no DNS name, so no rebound page can send it.
+            self.names.update({"0.0.0.0", "::"})
+        else:
             self.names.add(bind)
 
     def allows(self, name: str | None) -> bool:
