@@ -4,9 +4,10 @@
   ``attacker.example`` whose name is re-pointed at 127.0.0.1 is, to the browser, the same
   origin as this server, so it could read every chat. Its requests still say
   ``Host: attacker.example``. Only loopback names (``localhost`` and ``*.localhost``,
-  127.0.0.0/8, ``::1``), the address the server is bound to (when it is one address), and
-  the names listed in ``OLLM_ALLOWED_HOSTS`` are answered; any other ``Host`` is a 400 in
-  the dialect's error shape. ``/health`` is exempt: liveness probes use the pod's address.
+  127.0.0.0/8, ``::1``), the address the server is bound to (``0.0.0.0``/``::`` for a
+  wildcard bind), and the names listed in ``OLLM_ALLOWED_HOSTS`` are answered; any other
+  ``Host`` is a 400 in the dialect's error shape. ``/health`` is exempt: liveness probes
+  use the pod's address.
 - **Origin** (cross-site writes): a browser names the page behind a request in ``Origin``
   (and, in newer browsers, ``Sec-Fetch-Site``). A state-changing request from a foreign
   page is a 403, whether or not ``Sec-Fetch-Site`` came along: a ``text/plain`` POST needs
