@@ -82,3 +82,34 @@ async def test_the_app_refuses_unknown_hosts_and_foreign_writes(tmp_path: Path) 
         # Reading is not a write: a foreign page's GET is answered (CORS keeps it unreadable).
         read = await h.client.get("/api/v1/chats", headers={"Origin": "https://evil.example"})
         assert read.status_code == 200
+
+
+def test_websocket_handshakes_are_held_to_the_same_rules() -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    from ollm.api.http.hosts import HostGuardMiddleware
+
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("hello")
+        await websocket.close()
+
+    app = Starlette(routes=[WebSocketRoute("/ws", echo)])
+    app.add_middleware(HostGuardMiddleware, policy=HostPolicy([]), cors_origins=[])
+    client = TestClient(app)  # its WebSocket handshakes say "Host: testserver"
+    own = {"Host": "localhost", "Origin": "http://localhost"}
+    with client.websocket_connect("/ws", headers=own) as ws:
+        assert ws.receive_text() == "hello"
+    for headers in (
+        {"Host": "localhost", "Origin": "https://evil.example"},
+        {"Host": "rebind.attacker.example"},
+    ):
+        with (
+            pytest.raises(WebSocketDisconnect) as closed,
+            client.websocket_connect("/ws", headers=headers),
+        ):
+            pass
+        assert closed.value.code == 1008, headers

@@ -121,6 +121,18 @@ class HostGuardMiddleware:
         headers = Headers(scope=scope)
         path: str = scope["path"]
         host = headers.get("host")
+        if scope["type"] == "websocket":
+            # A WebSocket handshake carries Host and Origin too; a refused one is closed
+            # with 1008 (policy violation) before it is accepted.
+            if (
+                host is None
+                or not self.policy.allows(host_name(host))
+                or self._foreign(headers, scope, websocket=True)
+            ):
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await self.app(scope, receive, send)
+            return
         if host is None or not self.policy.allows(host_name(host)):
             shown = (host or "")[:100]
             response = error_response(
@@ -146,11 +158,13 @@ class HostGuardMiddleware:
             return
         await self.app(scope, receive, send)
 
-    def _foreign(self, headers: Headers, scope: Scope) -> bool:
+    def _foreign(self, headers: Headers, scope: Scope, *, websocket: bool = False) -> bool:
         """Whether the browser says another site made this request."""
         origin = headers.get("origin")
         if origin is None:
             return headers.get("sec-fetch-site", "").lower() == "cross-site"
+        if websocket:  # the page's own origin is http(s), the socket's ws(s)
+            scope = {**scope, "scheme": "https" if scope.get("scheme") == "wss" else "http"}
         origin = origin.strip().rstrip("/").lower()
         if self.any_origin or origin in self.cors_origins:
             return False
