@@ -90,6 +90,16 @@ class EngineSettings(BaseSettings):
     max_running: int = Field(
         16, ge=1, le=256, description="Sequences decoded together in one batch (KV slots)."
     )
+    kv_pool_cells: int | None = Field(
+        None,
+        ge=256,
+        description=(
+            "One KV pool of this many cells shared by every sequence (llama.cpp's unified "
+            "cache): memory follows use, and one request may grow to the model's trained "
+            "context when the pool has room. Unset: each of max_running slots reserves "
+            "context_per_sequence cells."
+        ),
+    )
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = Field(
         "f16",
         description=(

@@ -270,3 +270,75 @@ def test_a_quantized_kv_cache_answers_and_holds_a_sequence_in_less_memory(
         assert ratio < (0.6 if kv_type == "q8_0" else 0.35), sizes
     finally:
         quantized.close()
+
+
+# -- one KV pool (llama.cpp's unified cache) ---------------------------------------------
+
+
+def _pool_backend(tmp_path_factory, cells):
+    path = bundled.locate(bundled.SMOLLM2, tmp_path_factory.mktemp("models"))
+    settings = SETTINGS.model_copy(update={"kv_pool_cells": cells})
+    return LlamaCppBackend.load(Path(path), settings)
+
+
+def _run_pool(backend, body):
+    async def main():
+        limits = EngineLimits(
+            max_running=SETTINGS.max_running,
+            max_waiting=SETTINGS.max_waiting,
+            context_per_sequence=backend.context_per_sequence,
+            kv_pool_cells=backend.kv_pool_cells,
+        )
+        engine = AsyncEngine(backend, limits, owns_backend=False)
+        engine.start()
+        try:
+            return await body(engine), engine.stats.preemptions
+        finally:
+            await engine.close()
+
+    return asyncio.run(main())
+
+
+def test_a_tight_pool_preempts_without_changing_any_stream(tmp_path_factory):
+    questions = [
+        "Write about the sea.",
+        "Describe a forest in autumn.",
+        "Explain how bread is made.",
+        "Tell a story about a lighthouse keeper.",
+    ]
+    params = SamplingParams(temperature=0.0, max_tokens=120, ignore_eos=True)
+
+    async def body(engine):
+        prompts = [chat_prompt(roomy, q) for q in questions]
+        results = await asyncio.gather(*(collect(engine.generate(p, params)) for p in prompts))
+        return [[t for d in deltas for t in d.token_ids] for _, deltas in results]
+
+    roomy = _pool_backend(tmp_path_factory, 4096)  # room for all four at once
+    tight = _pool_backend(tmp_path_factory, 400)  # four ~150-token sequences cannot fit
+    try:
+        expected, roomy_preemptions = _run_pool(roomy, body)
+        got, preemptions = _run_pool(tight, body)
+    finally:
+        roomy.close()
+        tight.close()
+    assert roomy_preemptions == 0 and preemptions > 0
+    assert [len(tokens) for tokens in got] == [120] * 4
+    assert got == expected  # recomputed after preemption, token for token the same
+
+
+def test_a_request_longer_than_4096_tokens_is_served_from_the_pool(tmp_path_factory):
+    pool = _pool_backend(tmp_path_factory, 8192)
+    try:
+        assert pool.context_per_sequence == 8192  # SmolLM2's trained context
+        words = " ".join(f"item{i}" for i in range(1300))
+        prompt = chat_prompt(pool, f"Here is a list: {words}. What was the first item?")
+        assert 4096 < len(prompt) < 8192 - GREEDY.max_tokens
+
+        async def body(engine):
+            return await collect(engine.generate(prompt, GREEDY))
+
+        (text, deltas), _ = _run_pool(pool, body)
+    finally:
+        pool.close()
+    assert deltas[-1].finish_reason in ("stop", "length") and deltas[-1].error is None
+    assert len(text.strip()) > 0

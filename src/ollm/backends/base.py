@@ -55,11 +55,14 @@ class Sampler(Protocol):
 
 
 class Backend(Protocol):
-    """A loaded model with a KV cache split into ``num_sequences`` independent slots."""
+    """A loaded model with a KV cache for ``num_sequences`` sequences: a slot of
+    ``context_per_sequence`` cells each, or, when ``kv_pool_cells`` is set, one pool of that
+    many cells they share (each may then grow to ``context_per_sequence``)."""
 
     facts: ModelFacts
     num_sequences: int
     context_per_sequence: int
+    kv_pool_cells: int | None
 
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
         """Text to token ids."""

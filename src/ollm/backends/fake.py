@@ -39,6 +39,7 @@ class FakeBackend:
 
     num_sequences: int = 4
     context_per_sequence: int = 256
+    kv_pool_cells: int | None = None  # one pool shared by every sequence; overflow fails
     reply: Callable[[list[int]], str] = lambda _prompt: "Hello from the fake model."
     fail_on_call: int | None = None
     sampler_error: Exception | None = None
@@ -90,6 +91,10 @@ class FakeBackend:
                 raise AssertionError(f"seq {item.seq_id}: pos {item.start_pos} != {len(kv)}")
             kv.extend(item.tokens)
             results.append(self._next(kv, item) if item.sample else None)
+        if self.kv_pool_cells is not None:
+            used = sum(len(kv) for kv in self._kv.values())
+            if used > self.kv_pool_cells:  # llama.cpp would fail the batch: no KV room
+                raise AssertionError(f"KV pool overflow: {used} > {self.kv_pool_cells} cells")
         return results
 
     def _next(self, kv: list[int], item: BatchItem) -> int:

@@ -43,6 +43,8 @@ class EngineLimits:
     context_per_sequence: int
     max_step_tokens: int = 512
     step_target_seconds: float = 0.2
+    # One KV pool of this many cells shared by every sequence; None: a slot each.
+    kv_pool_cells: int | None = None
 
 
 class Mailbox:
@@ -124,6 +126,7 @@ class AsyncEngine:
             num_slots=limits.max_running,
             context_per_sequence=limits.context_per_sequence,
             prefix_reuse=backend.facts.prefix_reuse,
+            pool_cells=limits.kv_pool_cells,
         )
         budget = StepBudget(
             target_seconds=limits.step_target_seconds, max_tokens=limits.max_step_tokens

@@ -30,7 +30,7 @@ from ollm.engine.messages import (
 from ollm.engine.outputs import RequestOutput
 from ollm.engine.request import Request, RequestStatus
 from ollm.engine.scheduler import ScheduledChunk, Scheduler, SchedulerOutput
-from ollm.engine.slots import SlotGrant
+from ollm.engine.slots import CachedPrefix, SlotGrant
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ class EngineStats:
     snapshot_tokens_loaded: int = 0
     peak_batch_sequences: int = 0
     kv_cells_used: int = 0
+    preemptions: int = 0
     batch_sequences: Distribution = field(
         default_factory=lambda: Distribution(BATCH_SEQUENCE_BOUNDS)
     )
@@ -119,6 +120,7 @@ class EngineLoop:
         self.scheduler = scheduler
         self.cache = cache or PrefixCache(backend)
         scheduler.prepare = self._prepare_slot
+        scheduler.release = self._release_slot
         self._unprepared: dict[str, Exception] = {}
         self.budget = budget or StepBudget(target_seconds=0.2, max_tokens=512)
         self.inbox: queue.SimpleQueue[EngineMessage] = queue.SimpleQueue()
@@ -322,6 +324,17 @@ class EngineLoop:
             self._unprepared[request.request_id] = exc
             return 0
 
+    def _release_slot(self, seq_id: int, prefix: CachedPrefix | None) -> None:
+        """The scheduler's pool hook: free a slot's cells now. A cached prefix dropped for
+        room is saved to disk first when worth it, so the conversation can still resume
+        without a prefill; a preempted sequence's cells are simply cleared."""
+        try:
+            if prefix is not None:
+                self.cache.save(prefix)
+            self.backend.trim_sequence(seq_id, keep=0)
+        except Exception:
+            log.exception("could not free KV slot %d", seq_id)
+
     def _count_admission(self, request: Request) -> None:
         self.stats.admissions += 1
         if request.num_cached:
@@ -381,6 +394,7 @@ class EngineLoop:
         self.stats.running = self.scheduler.num_running
         self.stats.waiting = self.scheduler.num_waiting
         self.stats.kv_cells_used = sum(r.num_computed for r in self.scheduler.running)
+        self.stats.preemptions = self.scheduler.preemptions
         cache = self.cache.stats
         self.stats.prefix_copies = cache.copies
         self.stats.snapshot_saves = cache.snapshot_saves

@@ -45,6 +45,10 @@ class Request:
     cache_tag: str | None = None  # the conversation (chat id) its KV belongs to
     output_tokens: list[int] = field(default_factory=list)
     first_token_time: float | None = None
+    # Tokens to compute before the next sample: the prompt, or, for a sequence preempted
+    # and readmitted, every token it had (its reply so far is recomputed, not resampled).
+    prefill_until: int = 0
+    preemptions: int = 0
 
     @property
     def num_prompt_tokens(self) -> int:
@@ -56,12 +60,16 @@ class Request:
         return len(self.prompt_tokens) + len(self.output_tokens)
 
     @property
+    def prefill_target(self) -> int:
+        return self.prefill_until or self.num_prompt_tokens
+
+    @property
     def in_prefill(self) -> bool:
-        return self.num_computed < self.num_prompt_tokens
+        return self.num_computed < self.prefill_target
 
     @property
     def remaining_prompt(self) -> int:
-        return max(0, self.num_prompt_tokens - self.num_computed)
+        return max(0, self.prefill_target - self.num_computed)
 
     def token_at(self, index: int) -> int:
         """The token at absolute position ``index`` (prompt first, then output)."""

@@ -7,6 +7,16 @@ Plain CPU logic, no threads, no llama.cpp. Each step:
    so one long prompt is spread over many steps while others keep decoding;
 3. while budget and KV slots remain, waiting requests are admitted round-robin across
    users (one client's fifty requests cannot starve another's one).
+
+**KV pool** (``pool_cells``): with one cache shared by every sequence (llama.cpp's unified
+KV) a slot is only a sequence id, and what runs out is cells. Each running sequence holds
+the cells of what it has computed and will compute next (``held``); free slots' cached
+prefixes hold theirs. A waiting request is admitted only when its tokens fit beside them,
+after cached prefixes (least recently used first) are dropped to make room: the prefix
+cache lives in the pool and goes first. When decoding sequences have filled the pool, the
+newest running one is preempted: its cells are freed and it goes back to the front of the
+queue, keeping what it generated; readmitted, it recomputes its prompt and reply so far
+and continues exactly where it stopped. Nothing is truncated and nothing crashes.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ollm.engine.request import Request, RequestStatus
-from ollm.engine.slots import Sharer, SlotGrant, SlotPool
+from ollm.engine.slots import CachedPrefix, Sharer, SlotGrant, SlotPool
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +76,15 @@ class FairQueue:
 
     def push(self, request: Request) -> None:
         self._by_user.setdefault(request.user, deque()).append(request)
+
+    def push_front(self, request: Request) -> None:
+        """Put a preempted request back at the head of its user's queue."""
+        self._by_user.setdefault(request.user, deque()).appendleft(request)
+
+    def peek(self, running: Mapping[str, int]) -> Request:
+        """The request :meth:`pop` would return, left in the queue."""
+        user = min(self._by_user, key=lambda u: self._priority(u, running))
+        return self._by_user[user][0]
 
     def pop(self, running: Mapping[str, int]) -> Request:
         """Take the head request of the user whose turn it is (see the class docstring)."""
@@ -123,8 +142,16 @@ class Scheduler:
         context_per_sequence: int,
         min_prefill_tokens: int = 8,
         prefix_reuse: bool = True,
+        pool_cells: int | None = None,
     ) -> None:
         self.slots = SlotPool(num_slots, prefix_reuse=prefix_reuse)
+        # The KV pool's size in cells (None: every slot has context_per_sequence of its own).
+        self.pool_cells = pool_cells
+        # Called with a slot whose cells must be freed now (a preempted sequence, or a
+        # cached prefix dropped for room), and that prefix (None for a preemption): the
+        # engine saves the prefix to disk if worth it, then clears the slot's KV.
+        self.release: Callable[[int, CachedPrefix | None], None] | None = None
+        self.preemptions = 0
         # Called for each admitted request with its slot grant, before its first chunk is
         # scheduled; returns how many prompt tokens the slot holds (the engine copies,
         # trims or restores the KV there). None: the grant's count stands.
@@ -154,9 +181,60 @@ class Scheduler:
         """Running sequences past their prompt: each needs one token per step."""
         return sum(1 for r in self.running if not r.in_prefill)
 
+    # -- the KV pool ----------------------------------------------------------------------
+
+    @staticmethod
+    def held(request: Request) -> int:
+        """Cells a running sequence needs once its next chunk is computed: its whole
+        prefill target (reserved at admission), or what it has plus the next token."""
+        return max(request.num_computed, request.prefill_target) + 1
+
+    def cells_free(self) -> int:
+        """Pool cells neither running sequences nor cached prefixes hold."""
+        assert self.pool_cells is not None
+        running = sum(self.held(r) for r in self.running)
+        return self.pool_cells - running - self.slots.cached_tokens()
+
+    def _make_room(self, cells: int) -> bool:
+        """Drop cached prefixes (least recently used first) until ``cells`` are free;
+        False when even an empty cache leaves too little."""
+        while self.cells_free() < cells:
+            prefix = self.slots.drop_oldest_cached()
+            if prefix is None:
+                return False
+            if self.release is not None:
+                self.release(prefix.seq_id, prefix)
+        return True
+
+    def _preempt_until_decodes_fit(self) -> None:
+        """Free the newest running sequences while the running ones overflow the pool."""
+        while self.running and not self._make_room(0):
+            victim = self.running[-1]
+            if len(self.running) == 1:
+                break  # one sequence alone always fits: the API caps it at the pool size
+            self.running.remove(victim)
+            seq_id, victim.seq_id = victim.seq_id, None
+            if seq_id is not None:
+                self.slots.free(seq_id, owner=victim.user, tag=victim.cache_tag, tokens=[])
+                if self.release is not None:
+                    self.release(seq_id, None)
+            victim.num_computed = victim.num_cached = 0
+            victim.prefill_until = victim.num_tokens
+            victim.preemptions += 1
+            self.preemptions += 1
+            victim.status = RequestStatus.WAITING
+            self.waiting.push_front(victim)
+
+    def _fits_pool(self, request: Request) -> bool:
+        if self.pool_cells is None:
+            return True
+        return self._make_room(request.num_tokens + 1)
+
     def schedule(self, token_budget: int) -> SchedulerOutput:
         """Pick this step's chunks: all decodes, then prefill within ``token_budget``."""
         output = SchedulerOutput()
+        if self.pool_cells is not None:
+            self._preempt_until_decodes_fit()
         decoding = [r for r in self.running if not r.in_prefill]
         for request in decoding:
             output.chunks.append(ScheduledChunk(request, request.num_computed, 1, samples=True))
@@ -171,10 +249,14 @@ class Scheduler:
         # (llama.cpp moves the data at the start of the next forward pass).
         copy_sources: set[int] = set()
         while budget > 0 and len(self.waiting) and self.slots.can_allocate(copy_sources):
+            if not self._fits_pool(self.waiting.peek(self.running_per_user())):
+                break  # it waits, in its place, until running sequences free cells
             request = self.waiting.pop(self.running_per_user())
+            known = [request.token_at(i) for i in range(request.num_tokens)]
+            request.prefill_until = request.num_tokens if request.output_tokens else 0
             grant = self.slots.allocate(
                 request.user,
-                request.prompt_tokens,
+                known,
                 tag=request.cache_tag,
                 sharers=self._sharers(request.user),
                 exclude=copy_sources,
@@ -212,7 +294,7 @@ class Scheduler:
             request.output_tokens.append(sampled)
 
     def context_full(self, request: Request) -> bool:
-        """True when one more token would not fit in the sequence's KV slot."""
+        """True when one more token would not fit in the sequence's context."""
         return request.num_tokens >= self.context_per_sequence
 
     def finish(self, request: Request, status: RequestStatus) -> int | None:

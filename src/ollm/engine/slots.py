@@ -187,6 +187,17 @@ class SlotPool:
                 dropped += 1
         return dropped
 
+    def drop_oldest_cached(self) -> CachedPrefix | None:
+        """Forget the least recently used cached prefix and return it (the caller frees
+        its KV), or None when no free slot holds one."""
+        holding = [slot for slot in self._free.values() if slot.tokens]
+        if not holding:
+            return None
+        slot = min(holding, key=lambda s: s.last_used)
+        prefix = CachedPrefix(slot.seq_id, slot.owner, slot.tag, list(slot.tokens))
+        slot.owner, slot.tag, slot.tokens = "", None, []
+        return prefix
+
     def cached_tokens(self) -> int:
         """Tokens held in free slots' KV (the prefix cache's size)."""
         return sum(len(slot.tokens) for slot in self._free.values())

@@ -106,11 +106,16 @@ class LlamaCppBackend:
         *,
         fingerprint: str = "",
         gpu_layers: int | None = None,
+        pool_cells: int | None = None,
     ) -> None:
         self._model = model
         self._ctx = ctx
         self.num_sequences = ctx.n_seq_max
-        self.context_per_sequence = ctx.n_ctx_seq
+        self.kv_pool_cells = pool_cells
+        # In a pool a sequence may grow to the whole pool, up to what the model was trained on.
+        self.context_per_sequence = (
+            min(pool_cells, model.n_ctx_train()) if pool_cells is not None else ctx.n_ctx_seq
+        )
         self._eog = model.eog_tokens()
         metadata = model.metadata()
         self.facts = ModelFacts(
@@ -139,6 +144,7 @@ class LlamaCppBackend:
                 n_batch=settings.max_running + settings.max_step_tokens,
                 threads=settings.threads,
                 kv_cache_type=settings.kv_cache_type,
+                pool_cells=settings.kv_pool_cells,
                 # A quantized V cache exists only with flash attention in llama.cpp.
                 flash_attention="on"
                 if settings.kv_cache_type != "f16" and settings.flash_attention == "auto"
@@ -148,7 +154,14 @@ class LlamaCppBackend:
         except BaseException:
             model.close()
             raise
-        return cls(model, ctx, fingerprint=file_fingerprint(path), gpu_layers=settings.gpu_layers)
+        return cls(
+            model,
+            ctx,
+            fingerprint=file_fingerprint(path),
+            gpu_layers=settings.gpu_layers,
+            # llama.cpp rounds a pool up (to 256 cells): the pool is what it allocated.
+            pool_cells=ctx.n_ctx if settings.kv_pool_cells is not None else None,
+        )
 
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
         return self._model.tokenize(text, add_special=add_special, parse_special=parse_special)

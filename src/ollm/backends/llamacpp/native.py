@@ -217,6 +217,9 @@ class ContextConfig:
     threads: int
     kv_cache_type: str = "f16"  # f16, q8_0 or q4_0: the element type of K and V
     flash_attention: str = "auto"  # auto, on or off
+    # One pool of this many cells shared by every sequence (llama.cpp's unified KV cache);
+    # None: a stream of n_ctx_seq cells per sequence.
+    pool_cells: int | None = None
 
 
 _KV_TYPES = {
@@ -236,7 +239,8 @@ class NativeContext:
 
     def __init__(self, model: NativeModel, config: ContextConfig) -> None:
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = config.n_ctx_seq * config.n_seq_max
+        unified = config.pool_cells is not None
+        params.n_ctx = config.pool_cells if unified else config.n_ctx_seq * config.n_seq_max
         params.n_batch = config.n_batch
         params.n_ubatch = config.n_batch
         params.n_seq_max = config.n_seq_max
@@ -245,9 +249,10 @@ class NativeContext:
         params.no_perf = True
         params.type_k = params.type_v = _KV_TYPES[config.kv_cache_type]
         params.flash_attn_type = _FLASH_ATTENTION[config.flash_attention]
-        # One KV stream per sequence: a sequence attends only over its own cells, which
-        # is faster for independent requests than one unified buffer (llama.cpp #14363).
-        params.kv_unified = False
+        # Fixed slots: one KV stream per sequence, so a sequence attends only over its own
+        # cells, which is faster for independent requests (llama.cpp #14363). A pool: one
+        # unified buffer, so memory follows what sequences use, not the worst case.
+        params.kv_unified = unified
         ctx = llama_cpp.llama_init_from_model(model.handle, params)
         if not ctx:
             detail = (
@@ -259,6 +264,7 @@ class NativeContext:
         self._ctx = ctx
         self._memory = llama_cpp.llama_get_memory(ctx)
         self.n_ctx_seq = llama_cpp.llama_n_ctx_seq(ctx)
+        self.n_ctx = llama_cpp.llama_n_ctx(ctx)
         self.n_seq_max = llama_cpp.llama_n_seq_max(ctx)
         self.batch = NativeBatch(config.n_batch, config.n_seq_max)
 

@@ -361,10 +361,11 @@ class ModelService:
         if info is None:
             return entry.size_bytes
         context = min(engine.context_per_sequence, info.context_length or 1 << 30)
+        cells = engine.kv_pool_cells or context * engine.max_running
         return estimate_memory(
             entry.size_bytes,
             info.kv_bytes_per_cell(),
-            context * engine.max_running,
+            cells,
             kv_cache_type=engine.kv_cache_type,
         )
 
@@ -417,6 +418,7 @@ class ModelService:
             context_per_sequence=backend.context_per_sequence,
             max_step_tokens=engine_settings.max_step_tokens,
             step_target_seconds=engine_settings.step_target_ms / 1000,
+            kv_pool_cells=getattr(backend, "kv_pool_cells", None),
         )
         observer = self.events.engine_observer(entry.model_id) if self.events else None
         engine = AsyncEngine(backend, limits, observer=observer, snapshots=self.snapshots)
