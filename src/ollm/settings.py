@@ -42,6 +42,7 @@ from pydantic_settings import (
 
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+DEFAULT_KV_POOL_CELLS = 8192  # as many as llama-server -np 8 -c 8192 holds
 DEFAULT_RATE_LIMIT = 300  # requests a minute per client, when rate limiting is on by default
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
@@ -92,12 +93,13 @@ class EngineSettings(BaseSettings):
     )
     kv_pool_cells: int | None = Field(
         None,
-        ge=256,
+        ge=0,
         description=(
             "One KV pool of this many cells shared by every sequence (llama.cpp's unified "
             "cache): memory follows use, and one request may grow to the model's trained "
-            "context when the pool has room. Unset: each of max_running slots reserves "
-            "context_per_sequence cells."
+            "context when the pool has room. Unset: 8,192 cells (llama-server -np 8 -c 8192 "
+            "holds as many), or max_running x context_per_sequence when that is set. "
+            "0: fixed slots, each reserving context_per_sequence cells."
         ),
     )
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = Field(
@@ -123,7 +125,14 @@ class EngineSettings(BaseSettings):
         128, ge=0, description="Requests allowed to wait for a slot; beyond this the API says 429."
     )
     context_per_sequence: int = Field(
-        4096, ge=256, description="KV cells reserved per sequence (its context window)."
+        4096,
+        ge=256,
+        description=(
+            "Context window of each sequence. With the KV pool (the default) it applies only "
+            "when set: it then caps each request and sizes the pool (max_running x it); "
+            "unset, a request may grow to the model's trained context within the pool. With "
+            "fixed slots (kv_pool_cells = 0) it is the cells each slot reserves."
+        ),
     )
     max_step_tokens: int = Field(
         512,
@@ -141,6 +150,20 @@ class EngineSettings(BaseSettings):
         ),
     )
     threads: int = Field(default_factory=_default_threads, ge=1, description="CPU threads.")
+
+    def kv_layout(self, context_train: int) -> tuple[int | None, int]:
+        """``(pool cells, cells one sequence may use)`` for a model trained on
+        ``context_train`` tokens; a pool of None means fixed slots."""
+        chosen = "context_per_sequence" in self.model_fields_set
+        per_sequence = min(self.context_per_sequence, context_train)
+        if self.kv_pool_cells == 0:
+            return None, per_sequence
+        if self.kv_pool_cells is None:
+            pool = self.max_running * per_sequence if chosen else DEFAULT_KV_POOL_CELLS
+        else:
+            pool = self.kv_pool_cells
+        limit = min(pool, context_train, self.context_per_sequence if chosen else pool)
+        return pool, limit
 
     @model_validator(mode="after")
     def _quantized_kv_needs_flash_attention(self) -> EngineSettings:

@@ -277,7 +277,8 @@ def test_a_quantized_kv_cache_answers_and_holds_a_sequence_in_less_memory(
 
 def _pool_backend(tmp_path_factory, cells):
     path = bundled.locate(bundled.SMOLLM2, tmp_path_factory.mktemp("models"))
-    settings = SETTINGS.model_copy(update={"kv_pool_cells": cells})
+    # context_per_sequence left unset: a sequence may grow to the whole pool.
+    settings = EngineSettings(max_running=4, max_waiting=8, threads=2, kv_pool_cells=cells)
     return LlamaCppBackend.load(Path(path), settings)
 
 

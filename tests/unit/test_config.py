@@ -135,3 +135,15 @@ def test_kv_cache_type_and_flash_attention(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setenv("OLLM_KV_CACHE_TYPE", "q2_k")
     with pytest.raises(ValueError):
         Settings(home=tmp_path)
+
+
+def test_the_kv_pool_layout() -> None:
+    from ollm.settings import EngineSettings
+
+    # Default: one 8,192-cell pool; a sequence may use all of it, up to the trained context.
+    assert EngineSettings().kv_layout(8192) == (8192, 8192)
+    assert EngineSettings().kv_layout(2048) == (8192, 2048)
+    # A chosen context keeps its memory (max_running of them) and caps each sequence.
+    assert EngineSettings(max_running=4, context_per_sequence=1024).kv_layout(8192) == (4096, 1024)
+    assert EngineSettings(kv_pool_cells=20000).kv_layout(32768) == (20000, 20000)
+    assert EngineSettings(kv_pool_cells=0).kv_layout(8192) == (None, 4096)  # fixed slots

@@ -107,14 +107,18 @@ class LlamaCppBackend:
         fingerprint: str = "",
         gpu_layers: int | None = None,
         pool_cells: int | None = None,
+        sequence_limit: int | None = None,
     ) -> None:
         self._model = model
         self._ctx = ctx
         self.num_sequences = ctx.n_seq_max
         self.kv_pool_cells = pool_cells
-        # In a pool a sequence may grow to the whole pool, up to what the model was trained on.
+        # In a pool a sequence may grow to the whole pool, up to what the model was trained
+        # on (or the context_per_sequence asked for).
         self.context_per_sequence = (
-            min(pool_cells, model.n_ctx_train()) if pool_cells is not None else ctx.n_ctx_seq
+            min(pool_cells, sequence_limit or pool_cells, model.n_ctx_train())
+            if pool_cells is not None
+            else ctx.n_ctx_seq
         )
         self._eog = model.eog_tokens()
         metadata = model.metadata()
@@ -136,7 +140,8 @@ class LlamaCppBackend:
     def load(cls, path: Path, settings: EngineSettings) -> LlamaCppBackend:
         model = NativeModel(path, gpu_layers=settings.gpu_layers)
         try:
-            n_ctx_seq = min(settings.context_per_sequence, model.n_ctx_train())
+            pool, limit = settings.kv_layout(model.n_ctx_train())
+            n_ctx_seq = limit
             config = ContextConfig(
                 n_seq_max=settings.max_running,
                 n_ctx_seq=n_ctx_seq,
@@ -144,7 +149,7 @@ class LlamaCppBackend:
                 n_batch=settings.max_running + settings.max_step_tokens,
                 threads=settings.threads,
                 kv_cache_type=settings.kv_cache_type,
-                pool_cells=settings.kv_pool_cells,
+                pool_cells=pool,
                 # A quantized V cache exists only with flash attention in llama.cpp.
                 flash_attention="on"
                 if settings.kv_cache_type != "f16" and settings.flash_attention == "auto"
@@ -160,7 +165,8 @@ class LlamaCppBackend:
             fingerprint=file_fingerprint(path),
             gpu_layers=settings.gpu_layers,
             # llama.cpp rounds a pool up (to 256 cells): the pool is what it allocated.
-            pool_cells=ctx.n_ctx if settings.kv_pool_cells is not None else None,
+            pool_cells=ctx.n_ctx if pool is not None else None,
+            sequence_limit=limit,
         )
 
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:

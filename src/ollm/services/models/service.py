@@ -360,8 +360,8 @@ class ModelService:
         engine = self.settings.engine
         if info is None:
             return entry.size_bytes
-        context = min(engine.context_per_sequence, info.context_length or 1 << 30)
-        cells = engine.kv_pool_cells or context * engine.max_running
+        pool, context = engine.kv_layout(info.context_length or 1 << 30)
+        cells = pool if pool is not None else context * engine.max_running
         return estimate_memory(
             entry.size_bytes,
             info.kv_bytes_per_cell(),
