@@ -88,6 +88,7 @@ async def test_token_series_move_with_chats(h: Harness) -> None:
         "ollm_prefix_cache_copies_total",
         "ollm_kv_snapshot_saves_total",
         "ollm_kv_snapshot_loads_total",
+        "ollm_kv_preemptions_total",
     ):
         assert (counter, (("model", "fake:1"),)) in found
     assert value(found, "ollm_model_loads_total", model="fake:1") == 1

@@ -47,6 +47,10 @@ COUNTERS = {
     ),
     "snapshot_saves": ("ollm_kv_snapshot_saves", "KV snapshots written to disk."),
     "snapshot_loads": ("ollm_kv_snapshot_loads", "KV snapshots loaded from disk."),
+    "preemptions": (
+        "ollm_kv_preemptions",
+        "Sequences preempted because the KV pool was full (resumed later by recomputing).",
+    ),
 }
 
 
