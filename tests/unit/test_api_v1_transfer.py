@@ -150,6 +150,9 @@ async def test_bad_imports_are_400s(h: Harness) -> None:
         # a count no INTEGER column holds (found by the schemathesis fuzz: it was a 500)
         export([{"id": 1, "role": "user", "prompt_tokens": 2**64}]),
         export([{"id": 1, "role": "assistant", "completion_tokens": 2**31}]),
+        # a time that is year 0 in UTC (found by the fuzz once imports were bulk-written)
+        export([{"id": 1, "role": "user", "created_at": "0001-01-01T00:00:00+01:00"}]),
+        {**export([]), "chat": {"title": "x", "updated_at": "0001-01-01T00:30:00+05:00"}},
     ]:
         assert_error(await h.client.post("/api/v1/chats/import", json=body), 400)
     assert (await h.client.get("/api/v1/chats")).json()["total"] == 0  # nothing half-made

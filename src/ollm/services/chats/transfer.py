@@ -7,10 +7,18 @@ The helpers here run inside a transaction the caller (``ChatService``) owns.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+)
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +42,18 @@ EXPORT_FORMAT = "ollm.chat"
 MAX_IMPORT_MESSAGES = 100_000
 
 
+def _utc(value: datetime) -> datetime:
+    # Stored as UTC: a time that cannot be expressed in UTC (year 1 at +01:00 is year 0)
+    # is a 400 here, not an overflow in the database driver.
+    try:
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("the time is out of range once converted to UTC") from None
+
+
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -54,7 +74,7 @@ class ExportedMessage(_Strict):
     completion_tokens: TokenCount | None = None
     ttft_ms: Milliseconds | None = None
     tokens_per_second: TokenRate | None = None
-    created_at: datetime | None = None
+    created_at: Timestamp | None = None
 
 
 class ExportedChat(_Strict):
@@ -66,8 +86,8 @@ class ExportedChat(_Strict):
     params: ChatParams = Field(default_factory=ChatParams)
     pinned: bool = False
     archived: bool = False
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
+    created_at: Timestamp | None = None
+    updated_at: Timestamp | None = None
 
 
 class ChatExport(_Strict):
