@@ -60,6 +60,7 @@ format: install
 bench: install
 	$(PY) -m benchmarks.serving
 	$(PY) -m benchmarks.prefix
+	$(PY) -m benchmarks.long_context
 
 clean:
 	rm -rf $(VENV) build *.egg-info
