@@ -365,3 +365,52 @@ def test_a_quantized_kv_cache_is_estimated_smaller() -> None:
     assert estimate_memory(1000, 24, 100, kv_cache_type="q8_0") == 1000 + 1275  # 34/64
     assert estimate_memory(1000, 24, 100, kv_cache_type="q4_0") == 1000 + 675  # 18/64
     assert estimate_memory(1000, None, 100, kv_cache_type="q8_0") == 1000
+
+
+# -- the default KV pool, sized to the memory budget ------------------------------------
+
+
+def _pool_service(tmp_path: Path, budget: int, **engine: Any) -> tuple[ModelService, list[Any]]:
+    from test_model_gguf_info import write_gguf
+
+    from ollm.services.models.gguf_info import read_gguf_info
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    weights = write_gguf(tmp_path / "m.gguf", context=32768, layers=4, embedding=64, heads=4)
+    per_cell = read_gguf_info(weights).kv_bytes_per_cell()
+    seen: list[Any] = []
+
+    def loader(_path: Path, settings: EngineSettings) -> FakeBackend:
+        seen.append(settings)
+        return FakeBackend(num_sequences=settings.max_running)
+
+    config = Settings(
+        home=tmp_path / "home",
+        engine=EngineSettings(threads=1, **engine),
+        default_model="m:1",
+        memory_budget=weights.stat().st_size + budget * per_cell,
+        kv_disk_budget=0,
+    )
+    return ModelService(config, entries=[ModelEntry("m:1", weights)], loader=loader), seen
+
+
+async def test_the_default_pool_shrinks_to_what_the_budget_holds(tmp_path: Path) -> None:
+    service, seen = _pool_service(tmp_path, budget=5000)
+    try:
+        await service.get("m:1")
+    finally:
+        await service.close()
+    assert seen[0].kv_pool_cells == 4864  # 5,000 cells' room, in whole 256-cell blocks
+
+
+async def test_a_roomy_budget_keeps_the_default_and_a_chosen_pool_is_kept(tmp_path: Path) -> None:
+    roomy, seen = _pool_service(tmp_path / "a", budget=100_000)
+    chosen, seen_chosen = _pool_service(tmp_path / "b", budget=1000, kv_pool_cells=6000)
+    try:
+        await roomy.get("m:1")
+        await chosen.get("m:1")
+    finally:
+        await roomy.close()
+        await chosen.close()
+    assert seen[0].kv_pool_cells is None  # the default 8,192 fits
+    assert seen_chosen[0].kv_pool_cells == 6000  # what the operator asked for, as asked

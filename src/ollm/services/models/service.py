@@ -38,6 +38,7 @@ from ollm.services.models import bundled
 from ollm.services.models.pull import Puller
 from ollm.services.models.registry import ModelEntry, ModelInfo, Registry
 from ollm.services.models.residency import (
+    KV_TYPE_SCALE,
     ResidencyLimits,
     Resident,
     default_budget,
@@ -126,6 +127,9 @@ class LoadedModel:
         add_bos = facts.add_bos and not (facts.bos_text and text.startswith(facts.bos_text))
         return self.backend.tokenize(text, add_special=add_bos, parse_special=special)
 
+
+# The smallest KV pool the default shrinks to for a model that would not fit otherwise.
+MIN_AUTO_POOL_CELLS = 2048
 
 # 9999-12-31T23:59:59Z, the last moment a datetime (and RFC 3339) can name.
 _LAST_DATE = 253402300799.0
@@ -355,9 +359,36 @@ class ModelService:
                 return loaded
             # Unloaded between the load finishing and this caller resuming: load it again.
 
+    def _engine_settings(self, entry: ModelEntry) -> EngineSettings:
+        """The engine settings to load ``entry`` with: the configured ones, except that the
+        default KV pool shrinks (to no less than :data:`MIN_AUTO_POOL_CELLS`) when the
+        model's weights plus 8,192 cells would not fit in the memory budget, so a big model
+        on a small machine still loads, with less room for context."""
+        engine = self.settings.engine
+        chosen = {"kv_pool_cells", "context_per_sequence"} & engine.model_fields_set
+        info = self.registry.gguf_info(entry.path)
+        per_cell = info.kv_bytes_per_cell() if info is not None else None
+        if chosen or not per_cell or info is None:
+            return engine
+        pool, _ = engine.kv_layout(info.context_length or 1 << 30)
+        assert pool is not None
+        cell_bytes = per_cell * KV_TYPE_SCALE[engine.kv_cache_type]
+        room = self.limits.budget_bytes - entry.size_bytes
+        fitting = int(room // cell_bytes) // 256 * 256 if room > 0 else 0
+        if fitting >= pool:
+            return engine
+        smaller = max(MIN_AUTO_POOL_CELLS, fitting)
+        log.info(
+            "%s: a KV pool of %d cells fits the memory budget (not %d)",
+            entry.model_id,
+            smaller,
+            pool,
+        )
+        return engine.model_copy(update={"kv_pool_cells": smaller})
+
     def _estimate(self, entry: ModelEntry) -> int:
         info = self.registry.gguf_info(entry.path)
-        engine = self.settings.engine
+        engine = self._engine_settings(entry)
         if info is None:
             return entry.size_bytes
         pool, context = engine.kv_layout(info.context_length or 1 << 30)
@@ -399,7 +430,7 @@ class ModelService:
             await self._wait_for_change()
 
     async def _start_engine(self, entry: ModelEntry, size: int) -> LoadedModel:
-        engine_settings = self.settings.engine
+        engine_settings = await asyncio.to_thread(self._engine_settings, entry)
         log.info("loading %s from %s (~%d MiB)", entry.model_id, entry.path, size >> 20)
         started = time.monotonic()
         try:
