@@ -197,7 +197,9 @@ class Scheduler:
 
     def _make_room(self, cells: int) -> bool:
         """Drop cached prefixes (least recently used first) until ``cells`` are free;
-        False when even an empty cache leaves too little."""
+        False when even an empty cache leaves too little (and then none is dropped)."""
+        if self.cells_free() + self.slots.cached_tokens() < cells:
+            return False
         while self.cells_free() < cells:
             prefix = self.slots.drop_oldest_cached()
             if prefix is None:
