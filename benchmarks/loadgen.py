@@ -1,4 +1,5 @@
-"""The load generator: concurrent streaming chat requests against an HTTP server."""
+"""The load generator: concurrent streaming requests (chat or plain completions) against
+an HTTP server speaking OpenAI's SSE."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def apply_event(record: StreamRecord, payload: dict[str, Any], now: float) -> bo
         record.prompt_tokens = usage.get("prompt_tokens")
     has_content = False
     for choice in payload.get("choices") or []:
-        if (choice.get("delta") or {}).get("content"):
+        # Chat chunks carry delta.content; /v1/completions chunks carry text.
+        if (choice.get("delta") or {}).get("content") or choice.get("text"):
             has_content = True
         if choice.get("finish_reason"):
             record.finish_reason = choice["finish_reason"]
@@ -34,25 +36,24 @@ def apply_event(record: StreamRecord, payload: dict[str, Any], now: float) -> bo
     return has_content
 
 
-async def stream_chat(
+async def stream_sse(
     client: httpx.AsyncClient,
-    spec: RequestSpec,
-    model: str,
+    path: str,
+    body: dict[str, Any],
+    request_id: str,
     on_content: asyncio.Event | None = None,
     after_chunks: int = 0,
 ) -> StreamRecord:
-    """Send one streaming chat request and time every content chunk.
+    """POST one streaming request to ``path`` and time every content chunk.
 
     When ``on_content`` is given it is set once ``after_chunks`` content chunks arrived.
     """
-    record = StreamRecord(spec.request_id, time.perf_counter())
+    record = StreamRecord(request_id, time.perf_counter())
     try:
-        async with client.stream(
-            "POST", "/v1/chat/completions", json=chat_body(spec, model)
-        ) as response:
+        async with client.stream("POST", path, json=body) as response:
             if response.status_code != 200:
-                body = (await response.aread()).decode(errors="replace")
-                record.error = f"HTTP {response.status_code}: {body[:300]}"
+                text = (await response.aread()).decode(errors="replace")
+                record.error = f"HTTP {response.status_code}: {text[:300]}"
                 return record
             async for line in response.aiter_lines():
                 if not line.startswith("data:"):
@@ -73,6 +74,24 @@ async def stream_chat(
         if on_content is not None:
             on_content.set()  # never leave a waiter hanging on a failed stream
     return record
+
+
+async def stream_chat(
+    client: httpx.AsyncClient,
+    spec: RequestSpec,
+    model: str,
+    on_content: asyncio.Event | None = None,
+    after_chunks: int = 0,
+) -> StreamRecord:
+    """Send one streaming chat request (see :func:`stream_sse`)."""
+    return await stream_sse(
+        client,
+        "/v1/chat/completions",
+        chat_body(spec, model),
+        spec.request_id,
+        on_content,
+        after_chunks,
+    )
 
 
 async def run_concurrent(

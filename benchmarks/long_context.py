@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from benchmarks.loadgen import stream_sse
 from benchmarks.servers import ollm_server
 from benchmarks.stats import percentile
 from benchmarks.workload import StreamRecord, build_prompt
@@ -57,38 +56,7 @@ async def stream_completion(
         "stream_options": {"include_usage": True},
         "ignore_eos": True,
     }
-    record = StreamRecord(request_id, send=time.perf_counter())
-    try:
-        async with client.stream("POST", "/v1/completions", json=body) as response:
-            if response.status_code != 200:
-                record.error = f"HTTP {response.status_code}: {(await response.aread())[:300]!r}"
-                return record
-            async for line in response.aiter_lines():
-                if line == "data: [DONE]":
-                    record.saw_done = True
-                    break
-                if not line.startswith("data: "):
-                    continue
-                event: dict[str, Any] = json.loads(line[6:])
-                if "error" in event:
-                    record.error = json.dumps(event["error"])[:300]
-                if event.get("usage"):
-                    record.completion_tokens = event["usage"].get("completion_tokens")
-                    record.prompt_tokens = event["usage"].get("prompt_tokens")
-                for choice in event.get("choices") or []:
-                    if choice.get("text"):
-                        record.chunks.append(time.perf_counter())
-                    if choice.get("finish_reason"):
-                        record.finish_reason = choice["finish_reason"]
-                if started is not None and record.chunks:
-                    started.set()
-    except httpx.HTTPError as exc:
-        record.error = f"{type(exc).__name__}: {exc}"
-    finally:
-        record.finish = time.perf_counter()
-        if started is not None:
-            started.set()  # never leave the waiter hanging on a failed stream
-    return record
+    return await stream_sse(client, "/v1/completions", body, request_id, started)
 
 
 async def run(base_url: str) -> dict[str, Any]:

@@ -54,3 +54,14 @@ def test_the_probe_window_covers_only_the_long_prompts_prefill() -> None:
     assert probe["long_ttft_s"] == pytest.approx(0.7)
     assert probe["itl_max_s"] == pytest.approx(0.6)  # the 0.3 -> 0.9 gap, during prefill
     assert probe["window_covered"] is True
+
+
+def test_content_chunks_are_timed_for_chat_and_plain_completions() -> None:
+    from benchmarks.loadgen import apply_event
+
+    record = StreamRecord("r", send=0.0)
+    assert apply_event(record, {"choices": [{"delta": {"content": "Hi"}}]}, 1.0)
+    assert apply_event(record, {"choices": [{"text": " there", "finish_reason": "length"}]}, 2.0)
+    assert not apply_event(record, {"choices": [], "usage": {"completion_tokens": 2}}, 3.0)
+    assert record.chunks == [1.0, 2.0] and record.finish_reason == "length"
+    assert record.completion_tokens == 2
