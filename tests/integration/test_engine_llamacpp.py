@@ -44,6 +44,7 @@ def run_engine(backend, body):
             max_running=SETTINGS.max_running,
             max_waiting=SETTINGS.max_waiting,
             context_per_sequence=backend.context_per_sequence,
+            kv_pool_cells=backend.kv_pool_cells,  # as the model service sets it
         )
         engine = AsyncEngine(backend, limits, owns_backend=False)
         engine.start()
@@ -282,24 +283,6 @@ def _pool_backend(tmp_path_factory, cells):
     return LlamaCppBackend.load(Path(path), settings)
 
 
-def _run_pool(backend, body):
-    async def main():
-        limits = EngineLimits(
-            max_running=SETTINGS.max_running,
-            max_waiting=SETTINGS.max_waiting,
-            context_per_sequence=backend.context_per_sequence,
-            kv_pool_cells=backend.kv_pool_cells,
-        )
-        engine = AsyncEngine(backend, limits, owns_backend=False)
-        engine.start()
-        try:
-            return await body(engine), engine.stats.preemptions
-        finally:
-            await engine.close()
-
-    return asyncio.run(main())
-
-
 def test_a_tight_pool_preempts_without_changing_any_stream(tmp_path_factory):
     questions = [
         "Write about the sea.",
@@ -312,13 +295,14 @@ def test_a_tight_pool_preempts_without_changing_any_stream(tmp_path_factory):
     async def body(engine):
         prompts = [chat_prompt(roomy, q) for q in questions]
         results = await asyncio.gather(*(collect(engine.generate(p, params)) for p in prompts))
-        return [[t for d in deltas for t in d.token_ids] for _, deltas in results]
+        tokens = [[t for d in deltas for t in d.token_ids] for _, deltas in results]
+        return tokens, engine.stats.preemptions
 
     roomy = _pool_backend(tmp_path_factory, 4096)  # room for all four at once
     tight = _pool_backend(tmp_path_factory, 400)  # four ~150-token sequences cannot fit
     try:
-        expected, roomy_preemptions = _run_pool(roomy, body)
-        got, preemptions = _run_pool(tight, body)
+        expected, roomy_preemptions = run_engine(roomy, body)
+        got, preemptions = run_engine(tight, body)
     finally:
         roomy.close()
         tight.close()
@@ -338,7 +322,7 @@ def test_a_request_longer_than_4096_tokens_is_served_from_the_pool(tmp_path_fact
         async def body(engine):
             return await collect(engine.generate(prompt, GREEDY))
 
-        (text, deltas), _ = _run_pool(pool, body)
+        text, deltas = run_engine(pool, body)
     finally:
         pool.close()
     assert deltas[-1].finish_reason in ("stop", "length") and deltas[-1].error is None
