@@ -50,18 +50,6 @@ class ModelNotFoundError(NotFoundError):
     code = "model_not_found"
 
 
-class QueueFullError(OllmError):
-    """Every slot and waiting place is taken; try again later."""
-
-    status_code = 429
-    error_type = "rate_limit_error"
-    code = "queue_full"
-
-    def __init__(self, message: str, *, retry_after: int = 1) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 class TooManyRequestsError(OllmError):
     """A caller asked too often; ``retry_after`` seconds until it may ask again."""
 
@@ -72,6 +60,12 @@ class TooManyRequestsError(OllmError):
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class QueueFullError(TooManyRequestsError):
+    """Every slot and waiting place is taken; try again later."""
+
+    code = "queue_full"
 
 
 class SignupThrottledError(TooManyRequestsError):
