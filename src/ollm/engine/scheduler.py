@@ -254,7 +254,7 @@ class Scheduler:
             if not self._fits_pool(self.waiting.peek(self.running_per_user())):
                 break  # it waits, in its place, until running sequences free cells
             request = self.waiting.pop(self.running_per_user())
-            known = [request.token_at(i) for i in range(request.num_tokens)]
+            known = request.prompt_tokens + request.output_tokens  # a readmitted one's too
             request.prefill_until = request.num_tokens if request.output_tokens else 0
             grant = self.slots.allocate(
                 request.user,
