@@ -73,7 +73,12 @@ def json_depth_exceeds(body: bytes, limit: int) -> bool:
     ``limit`` passes is deeper than ``limit``. Each pass is one C-level regex scan. Text that
     is not balanced JSON is not judged here: the parser reports it.
     """
-    brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", body))
+    return _nests_deeper(_JSON_STRING.sub(b'""', body), limit)
+
+
+def _nests_deeper(bare: bytes, limit: int) -> bool:
+    """:func:`json_depth_exceeds` on a text whose strings are already emptied."""
+    brackets = _NOT_BRACKET.sub(b"", bare)
     if len(brackets) <= 2 * limit:
         return False  # too few brackets to nest that deep
     for _ in range(limit):
@@ -98,7 +103,11 @@ def non_finite_number(body: bytes) -> str | None:
     """The first ``NaN``/``Infinity`` literal, or number too large for a double (``1e400``),
     outside the strings of a JSON text; None when there is none. Such values parse in
     Python, then poison whatever stores or exports them."""
-    bare = _JSON_STRING.sub(b'""', body)
+    return _non_finite_in(_JSON_STRING.sub(b'""', body))
+
+
+def _non_finite_in(bare: bytes) -> str | None:
+    """:func:`non_finite_number` on a text whose strings are already emptied."""
     if (match := _NON_FINITE.search(bare)) is not None:
         return match.group().decode()
     for match in _BIG_NUMBER.finditer(bare):
@@ -117,14 +126,17 @@ def body_problem(body: bytes, *, max_json_depth: int) -> str | None:
             f"The request body is not valid UTF-8 (invalid byte at position {exc.start}); "
             "send JSON encoded as UTF-8."
         )
-    if json_depth_exceeds(body, max_json_depth):
+    # Strings emptied once, for both checks that must not look inside them: one regex
+    # pass over what may be 16 MB.
+    bare = _JSON_STRING.sub(b'""', body)
+    if _nests_deeper(bare, max_json_depth):
         return f"The request body's JSON is nested more than {max_json_depth} levels deep."
     if (offset := lone_surrogate_at(body)) is not None:
         return (
             f"The request body's JSON has a lone UTF-16 surrogate escape at byte {offset}: "
             "a \\uD800-\\uDFFF escape must be half of a pair; such text is not Unicode."
         )
-    if (number := non_finite_number(body)) is not None:
+    if (number := _non_finite_in(bare)) is not None:
         return (
             f"The request body's JSON has the number {number}, which is not finite: JSON "
             "numbers must be finite (no NaN or Infinity)."
