@@ -27,9 +27,8 @@ def busy_error(exc: DBAPIError) -> ServiceBusyError | None:
     """
     original = exc.orig
     sqlite_code = getattr(original, "sqlite_errorcode", None)
-    if isinstance(sqlite_code, int) and sqlite_code & 0xFF in _SQLITE_BUSY_CODES:
-        return ServiceBusyError("the database is busy with another write; try again shortly")
     state = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
-    if state in _POSTGRES_BUSY_STATES:
+    sqlite_busy = isinstance(sqlite_code, int) and sqlite_code & 0xFF in _SQLITE_BUSY_CODES
+    if sqlite_busy or state in _POSTGRES_BUSY_STATES:
         return ServiceBusyError("the database is busy with another write; try again shortly")
     return None

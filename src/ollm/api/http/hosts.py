@@ -121,19 +121,16 @@ class HostGuardMiddleware:
         headers = Headers(scope=scope)
         path: str = scope["path"]
         host = headers.get("host")
+        host_ok = host is not None and self.policy.allows(host_name(host))
         if scope["type"] == "websocket":
             # A WebSocket handshake carries Host and Origin too; a refused one is closed
             # with 1008 (policy violation) before it is accepted.
-            if (
-                host is None
-                or not self.policy.allows(host_name(host))
-                or self._foreign(headers, scope, websocket=True)
-            ):
+            if not host_ok or self._foreign(headers, scope, websocket=True):
                 await send({"type": "websocket.close", "code": 1008})
                 return
             await self.app(scope, receive, send)
             return
-        if host is None or not self.policy.allows(host_name(host)):
+        if not host_ok:
             shown = (host or "")[:100]
             response = error_response(
                 path,
