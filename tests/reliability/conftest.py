@@ -116,16 +116,25 @@ def storm_server(rel_home: Path) -> Iterator[str]:
         yield base_url
 
 
+# What the suite's small servers share: two slots of 512 cells on two threads.
+SMALL_SERVER = {"OLLM_MAX_RUNNING": "2", "OLLM_CONTEXT_PER_SEQUENCE": "512", "OLLM_THREADS": "2"}
+
+
+def small_server(rel_home: Path, name: str, **env: str) -> Iterator[str]:
+    """A small server (:data:`SMALL_SERVER`) with its own data directory ``name`` and
+    ``env`` on top; yields its URL (use with ``yield from`` in a fixture)."""
+    log_path = rel_home / f"{name}-server.log"
+    with run_server(rel_home / name, log_path, **{**SMALL_SERVER, **env}) as base_url:
+        yield base_url
+
+
 @pytest.fixture(scope="module")
 def secure_server(rel_home: Path) -> Iterator[str]:
     """Auth on, 30 requests a minute per client, one allowed CORS origin."""
-    env = {
-        "OLLM_AUTH": "true",
-        "OLLM_RATE_LIMIT": "30",
-        "OLLM_CORS_ORIGINS": "https://ui.example.org",
-        "OLLM_MAX_RUNNING": "2",
-        "OLLM_CONTEXT_PER_SEQUENCE": "512",
-        "OLLM_THREADS": "2",
-    }
-    with run_server(rel_home / "secure", rel_home / "secure-server.log", **env) as base_url:
-        yield base_url
+    yield from small_server(
+        rel_home,
+        "secure",
+        OLLM_AUTH="true",
+        OLLM_RATE_LIMIT="30",
+        OLLM_CORS_ORIGINS="https://ui.example.org",
+    )

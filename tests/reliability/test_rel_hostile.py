@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import MODEL, report, run_server
+from conftest import MODEL, report, small_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -34,46 +34,29 @@ PASSWORD = "hostile test pw 1"
 @pytest.fixture(scope="module")
 def open_server(rel_home: Path) -> Iterator[str]:
     """Auth off on loopback, plus two allowed names (one a suffix)."""
-    env = {
-        "OLLM_ALLOWED_HOSTS": "ollm.example.org,.corp.example",
-        "OLLM_MAX_RUNNING": "2",
-        "OLLM_CONTEXT_PER_SEQUENCE": "512",
-        "OLLM_THREADS": "2",
-    }
-    with run_server(rel_home / "open", rel_home / "open-server.log", **env) as base_url:
-        yield base_url
+    yield from small_server(rel_home, "open", OLLM_ALLOWED_HOSTS="ollm.example.org,.corp.example")
 
 
 @pytest.fixture(scope="module")
 def accounts_server(rel_home: Path) -> Iterator[str]:
     """Auth on, no general rate limit, no sign-up limit: the account and data classes."""
-    env = {
-        "OLLM_AUTH": "true",
-        "OLLM_RATE_LIMIT": "0",
-        "OLLM_SIGNUP_RATE_LIMIT": "0",
-        "OLLM_MAX_RUNNING": "2",
-        "OLLM_CONTEXT_PER_SEQUENCE": "512",
-        "OLLM_THREADS": "2",
-    }
-    with run_server(rel_home / "accounts", rel_home / "accounts-server.log", **env) as base_url:
-        yield base_url
+    yield from small_server(
+        rel_home, "accounts", OLLM_AUTH="true", OLLM_RATE_LIMIT="0", OLLM_SIGNUP_RATE_LIMIT="0"
+    )
 
 
 @pytest.fixture(scope="module")
 def limited_server(rel_home: Path) -> Iterator[str]:
     """Auth on, 20 requests a minute per client, 3 sign-ups an hour per address, behind a
     (pretend) TLS proxy on loopback."""
-    env = {
-        "OLLM_AUTH": "true",
-        "OLLM_FORWARDED_ALLOW_IPS": "127.0.0.1",
-        "OLLM_RATE_LIMIT": "20",
-        "OLLM_SIGNUP_RATE_LIMIT": "3",
-        "OLLM_MAX_RUNNING": "2",
-        "OLLM_CONTEXT_PER_SEQUENCE": "512",
-        "OLLM_THREADS": "2",
-    }
-    with run_server(rel_home / "limited", rel_home / "limited-server.log", **env) as base_url:
-        yield base_url
+    yield from small_server(
+        rel_home,
+        "limited",
+        OLLM_AUTH="true",
+        OLLM_FORWARDED_ALLOW_IPS="127.0.0.1",
+        OLLM_RATE_LIMIT="20",
+        OLLM_SIGNUP_RATE_LIMIT="3",
+    )
 
 
 def _signup(base_url: str, username: str, password: str = PASSWORD) -> httpx.Response:
