@@ -73,23 +73,18 @@ async def authenticate(request: Request) -> Principal:
         # Cross-site writes were refused before any route (api/http/hosts.py).
         return Principal(request.app.state.local_user, "local")
     accounts: AccountService = request.app.state.accounts
-    verified = getattr(request.app.state, "verified_credentials", None)
+    # What authentication accepts (or refuses) decides the caller's rate-limit bucket.
+    verified = request.app.state.verified_credentials  # see install_rate_limit
     if (key := bearer_token(request)) is not None:
         user = await accounts.user_for_key(key)
+        verified.record("key", key, valid=user is not None)
         if user is None:
-            if verified is not None:
-                verified.discard("key", key)
             raise InvalidApiKeyError("the API key is not valid (unknown, revoked or disabled)")
-        if verified is not None:
-            verified.add("key", key)  # from now on its requests draw on its own bucket
         return Principal(user, "key")
     token = request.cookies.get(SESSION_COOKIE)
     user = await accounts.user_for_session(token) if token else None
-    if token and verified is not None:
-        if user is None:
-            verified.discard("session", token)
-        else:
-            verified.add("session", token)
+    if token:
+        verified.record("session", token, valid=user is not None)
     if user is None:
         raise NotAuthenticatedError(
             "authentication required: log in, or send 'Authorization: Bearer <api key>'"

@@ -129,6 +129,13 @@ class VerifiedCredentials:
         while len(self._seen) > self._max:
             self._seen.popitem(last=False)
 
+    def record(self, kind: str, secret: str, *, valid: bool) -> None:
+        """What authentication made of ``secret``: :meth:`add` it, or :meth:`discard` it."""
+        if valid:
+            self.add(kind, secret)
+        else:
+            self.discard(kind, secret)
+
     def discard(self, kind: str, secret: str) -> None:
         """``secret`` was refused (revoked, expired): stop giving it a bucket of its own."""
         self._seen.pop(f"{kind}:{_digest(secret)}", None)
