@@ -315,7 +315,8 @@ def live(h: Harness, chat_id: str, content: str = "go") -> LiveStream:
 
 
 async def test_stop_saves_the_partial_reply_as_interrupted(tmp_path: Path) -> None:
-    async with v1_app(tmp_path, reply=lambda _p: "z" * 200, delay=0.02) as h:
+    # Room for the partial reply, however long it grew before the stop, plus a whole new one.
+    async with v1_app(tmp_path, reply=lambda _p: "z" * 200, delay=0.02, context=1024) as h:
         chat = await new_chat(h.client)
         base = f"/api/v1/chats/{chat['id']}"
         async with live(h, chat["id"]) as stream:
