@@ -19,6 +19,7 @@ class Detokenizer:
         self._stop = tuple(s for s in stop if s)
         self._held = ""
         self.stopped = False
+        self.matched_stop: str | None = None  # which stop string ended the text, once stopped
         self.text = ""
 
     def push(self, piece: bytes) -> str:
@@ -41,9 +42,10 @@ class Detokenizer:
 
     def _release(self, new_text: str) -> str:
         pending = self._held + new_text
-        cut = self._first_stop(pending)
+        cut, matched = self._first_stop(pending)
         if cut is not None:
             self.stopped = True
+            self.matched_stop = matched
             emitted, self._held = pending[:cut], ""
         else:
             keep = self._longest_stop_prefix_suffix(pending)
@@ -51,9 +53,12 @@ class Detokenizer:
         self.text += emitted
         return emitted
 
-    def _first_stop(self, text: str) -> int | None:
-        positions = [i for i in (text.find(s) for s in self._stop) if i >= 0]
-        return min(positions) if positions else None
+    def _first_stop(self, text: str) -> tuple[int | None, str | None]:
+        """Where the earliest stop string starts in ``text``, and which one it is."""
+        found = [(i, s) for s, i in ((s, text.find(s)) for s in self._stop) if i >= 0]
+        if not found:
+            return None, None
+        return min(found, key=lambda hit: hit[0])
 
     def _longest_stop_prefix_suffix(self, text: str) -> int:
         """Length of the longest end of ``text`` that is a proper start of some stop string."""

@@ -295,6 +295,7 @@ class EngineLoop:
         final = self._output(request, live.detokenizer.flush())
         final.finish_reason = status.value
         final.error = str(error) if error else None
+        final.stop_sequence = live.detokenizer.matched_stop
         out.append(final)
 
     def _abort_all(self) -> None:

@@ -12,6 +12,7 @@ class RequestOutput:
     ``finish_reason`` is set on the last delta only: ``"stop"`` (EOS or stop string),
     ``"length"`` (max tokens or context full), ``"abort"`` or ``"error"``.
     ``queue_position`` is set while the request waits for a slot (1 = next).
+    ``stop_sequence`` names the stop string that ended a ``"stop"`` (None: EOS ended it).
     """
 
     request_id: str
@@ -24,6 +25,7 @@ class RequestOutput:
     error: str | None = None
     queue_position: int | None = None
     first_token_latency: float | None = None
+    stop_sequence: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -39,5 +41,6 @@ class RequestOutput:
         self.finish_reason = newer.finish_reason
         self.error = newer.error
         self.queue_position = newer.queue_position
+        self.stop_sequence = newer.stop_sequence
         if self.first_token_latency is None:
             self.first_token_latency = newer.first_token_latency

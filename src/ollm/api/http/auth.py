@@ -2,7 +2,8 @@
 
 - Auth off (the default, on loopback): every request is the local user; any
   ``Authorization`` header is ignored (OpenAI clients always send some key).
-- Auth on: ``Authorization: Bearer <api key>``, or the HttpOnly, SameSite=Lax session
+- Auth on: ``Authorization: Bearer <api key>`` (or ``x-api-key: <api key>``, the header
+  Anthropic's clients send the key in), or the HttpOnly, SameSite=Lax session
   cookie set by login. A cookie session is something a browser sends by itself, so unsafe
   methods on it need the double-submit CSRF check: the readable ``csrf_token`` cookie
   echoed in an ``X-CSRF-Token`` header (another site can make the browser send the cookie,
@@ -32,6 +33,7 @@ CSRF_COOKIE = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _BEARER = "bearer "
+API_KEY_HEADER = "x-api-key"
 
 
 class CsrfError(PermissionDeniedError):
@@ -57,6 +59,12 @@ def bearer_token(request: Request) -> str | None:
     return header[len(_BEARER) :].strip() or None
 
 
+def presented_api_key(request: Request) -> str | None:
+    """The API key a request presents: ``Authorization: Bearer …`` or, failing that,
+    ``x-api-key`` (Anthropic's clients send their key only there)."""
+    return bearer_token(request) or request.headers.get(API_KEY_HEADER, "").strip() or None
+
+
 def _csrf_ok(request: Request) -> bool:
     if request.method in SAFE_METHODS:
         return True
@@ -75,7 +83,7 @@ async def authenticate(request: Request) -> Principal:
     accounts: AccountService = request.app.state.accounts
     # What authentication accepts (or refuses) decides the caller's rate-limit bucket.
     verified = request.app.state.verified_credentials  # see install_rate_limit
-    if (key := bearer_token(request)) is not None:
+    if (key := presented_api_key(request)) is not None:
         user = await accounts.user_for_key(key)
         verified.record("key", key, valid=user is not None)
         if user is None:

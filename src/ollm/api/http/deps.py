@@ -11,14 +11,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ollm.api.http.auth import CurrentPrincipal
+from ollm.api.http.auth import CurrentPrincipal, presented_api_key
 from ollm.services.accounts.service import AccountService
 from ollm.services.chats.service import ChatService
 from ollm.services.inference.completions import CompletionService
 from ollm.services.models.service import ModelService
 from ollm.settings import Settings
-
-_BEARER = "bearer "
 
 
 def get_settings(request: Request) -> Settings:
@@ -49,12 +47,11 @@ def get_chats(request: Request) -> ChatService:
 def caller_identity(request: Request) -> str:
     """Who is asking, as a fairness key for the scheduler (not authentication).
 
-    A bearer token identifies a caller across addresses, so it wins; only a short hash
-    of it is kept, never the token. Without one, the client address stands in.
+    An API key (bearer or ``x-api-key``) identifies a caller across addresses, so it wins;
+    only a short hash of it is kept, never the key. Without one, the client address stands
+    in.
     """
-    header = request.headers.get("authorization", "")
-    if header[: len(_BEARER)].lower() == _BEARER and header[len(_BEARER) :].strip():
-        token = header[len(_BEARER) :].strip()
+    if (token := presented_api_key(request)) is not None:
         return "key:" + hashlib.sha256(token.encode()).hexdigest()[:16]
     if request.client is not None:
         return f"addr:{request.client.host}"

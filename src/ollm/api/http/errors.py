@@ -1,6 +1,8 @@
 """Exception handlers: every failure leaves as ``{"error": {message, type, param, code}}``,
 except under the Ollama dialect's ``/api/`` (not ``/api/v1/``), where it is Ollama's
-``{"error": "message"}`` with the same status codes.
+``{"error": "message"}``, and under Anthropic's ``/v1/messages``, where it is
+``{"type": "error", "error": {"type", "message"}}`` with the type Anthropic gives the
+status. The status codes are the same in every shape.
 
 Errors are mapped by type, never by matching message text. ``OllmError`` subclasses carry
 their own status and code; validation errors and malformed JSON become a 400 that names
@@ -50,11 +52,43 @@ def is_ollama_path(path: str) -> bool:
     return path.startswith("/api/") and not path.startswith("/api/v1/")
 
 
-def _shaped(request: Request, body: dict[str, Any]) -> dict[str, Any]:
-    """``body`` (an OpenAI envelope) in the shape the request's dialect expects."""
-    if is_ollama_path(request.url.path):
+def is_anthropic_path(path: str) -> bool:
+    """Whether ``path`` belongs to the Anthropic dialect (``/v1/messages`` and below)."""
+    return path == "/v1/messages" or path.startswith("/v1/messages/")
+
+
+# Anthropic names its error types by status (docs.anthropic.com, "Errors"); 503 is how
+# ollm says "busy or stopping", which Anthropic's clients know as overloaded.
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_body(message: str, status_code: int) -> dict[str, Any]:
+    """The Anthropic error envelope for an error of this HTTP status."""
+    fallback = "api_error" if status_code >= 500 else "invalid_request_error"
+    error_type = _ANTHROPIC_TYPES.get(status_code, fallback)
+    return {"type": "error", "error": {"type": error_type, "message": message}}
+
+
+def shaped_error_body(path: str, status_code: int, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` (an OpenAI envelope) in the shape the dialect of ``path`` expects."""
+    if is_ollama_path(path):
         return ollama_error_body(body["error"]["message"])
+    if is_anthropic_path(path):
+        return anthropic_error_body(body["error"]["message"], status_code)
     return body
+
+
+def _shaped(request: Request, body: dict[str, Any], status_code: int) -> dict[str, Any]:
+    return shaped_error_body(request.url.path, status_code, body)
 
 
 def ollm_error_body(exc: OllmError) -> dict[str, Any]:
@@ -120,12 +154,13 @@ async def _handle_ollm_error(request: Request, exc: OllmError) -> JSONResponse:
         headers = {"Retry-After": str(retry_after)}
     if exc.status_code >= 500:
         log.error("%s: %s", type(exc).__name__, exc.message)
-    body = _shaped(request, ollm_error_body(exc))
+    body = _shaped(request, ollm_error_body(exc), exc.status_code)
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
 async def _handle_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return JSONResponse(_shaped(request, validation_error_body(exc.errors())), status_code=400)
+    body = _shaped(request, validation_error_body(exc.errors()), 400)
+    return JSONResponse(body, status_code=400)
 
 
 async def _handle_http_exception(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -139,7 +174,7 @@ async def _handle_http_exception(request: Request, exc: StarletteHTTPException) 
         message = str(exc.detail)
         error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
     return JSONResponse(
-        _shaped(request, error_body(message, error_type=error_type)),
+        _shaped(request, error_body(message, error_type=error_type), exc.status_code),
         status_code=exc.status_code,
         headers=exc.headers,
     )
@@ -165,7 +200,7 @@ async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     body = error_body(
         "The server had an error while processing your request.", error_type="server_error"
     )
-    return JSONResponse(_shaped(request, body), status_code=500)
+    return JSONResponse(_shaped(request, body, 500), status_code=500)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -26,7 +26,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ollm.api.http.errors import error_body, is_ollama_path, ollama_error_body
+from ollm.api.http.errors import error_body, shaped_error_body
 from ollm.settings import Settings
 
 # A JSON string, quotes included: the unrolled form runs without backtracking.
@@ -57,11 +57,11 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """An error in the dialect of ``path``: Ollama's ``{"error": "..."}`` under ``/api/``
-    (not ``/api/v1/``), the OpenAI envelope everywhere else. Usable as an ASGI app."""
-    if is_ollama_path(path):
-        body = ollama_error_body(message)
-    else:
-        body = error_body(message, error_type=error_type, code=code)
+    (not ``/api/v1/``), Anthropic's under ``/v1/messages``, the OpenAI envelope everywhere
+    else. Usable as an ASGI app."""
+    body = shaped_error_body(
+        path, status_code, error_body(message, error_type=error_type, code=code)
+    )
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 

@@ -30,7 +30,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ollm.api.http.auth import SESSION_COOKIE, bearer_token
+from ollm.api.http.auth import SESSION_COOKIE, presented_api_key
 from ollm.api.http.limits import error_response
 from ollm.settings import Settings
 
@@ -150,8 +150,8 @@ class VerifiedCredentials:
 
 
 def presented_credential(request: Request) -> tuple[str, str] | None:
-    """``("key", token)`` for a bearer key, ``("session", token)`` for a session cookie."""
-    if (token := bearer_token(request)) is not None:
+    """``("key", token)`` for an API key, ``("session", token)`` for a session cookie."""
+    if (token := presented_api_key(request)) is not None:
         return "key", token
     if session := request.cookies.get(SESSION_COOKIE):
         return "session", session

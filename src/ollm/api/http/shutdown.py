@@ -33,7 +33,7 @@ import uvicorn
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ollm.api.http.errors import error_body, is_ollama_path, ollama_error_body
+from ollm.api.http.errors import error_body, shaped_error_body
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +87,8 @@ class Drain:
 def shutting_down_response(path: str, retry_after: int) -> JSONResponse:
     """503 in the dialect's error shape, with ``Retry-After``."""
     message = "the server is shutting down; retry on another instance or later"
-    body = (
-        ollama_error_body(message)
-        if is_ollama_path(path)
-        else error_body(message, error_type="server_error", code="shutting_down")
+    body = shaped_error_body(
+        path, 503, error_body(message, error_type="server_error", code="shutting_down")
     )
     return JSONResponse(body, status_code=503, headers={"Retry-After": str(retry_after)})
 
