@@ -238,7 +238,8 @@ async def test_validation_errors_are_400_naming_the_field(h: Harness) -> None:
         ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
         ({"messages": HI, "n": 2}, "n"),
         ({"messages": HI, "logprobs": True}, "logprobs"),
-        ({"messages": HI, "tools": [{"type": "function"}]}, "tools"),
+        ({"messages": HI, "tools": [{"type": "function"}]}, "tools[0].function"),
+        ({"messages": HI, "tools": [{"type": "retrieval"}]}, "tools[0].type"),
         ({"messages": HI, "response_format": {"type": "xml"}}, "response_format.type"),
     ]
     for body, param in cases:

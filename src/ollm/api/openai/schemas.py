@@ -11,6 +11,7 @@ completions.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Literal
 
 from pydantic import (
@@ -23,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from ollm.chat.messages import ChatMessage
+from ollm.chat.messages import ChatMessage, ToolCall, ToolChoice, ToolSpec
 from ollm.sampling import MAX_COUNT, MAX_SEED, MIN_SEED, JsonOutput, SamplingParams
 
 MAX_STOP_STRINGS = 16
@@ -31,7 +32,7 @@ OPENAI_TEMPERATURE = 1.0
 OPENAI_TOP_P = 1.0
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 def _not_supported(what: str) -> ValueError:
@@ -156,7 +157,7 @@ class ChatMessageIn(_Strict):
     # Echoed back by clients that append a previous response message as-is.
     refusal: str | None = None
     annotations: list[Any] | None = None
-    tool_calls: list[Any] | None = None
+    tool_calls: list[ToolCallIn] | None = None
     function_call: dict[str, Any] | None = None
     audio: dict[str, Any] | None = None
 
@@ -177,7 +178,7 @@ class ChatMessageIn(_Strict):
             texts.append(part["text"])
         return "\n".join(texts)
 
-    @field_validator("tool_calls", "function_call", "audio")
+    @field_validator("function_call", "audio")
     @classmethod
     def _no_tool_calls(cls, value: Any, info: ValidationInfo) -> Any:
         if value:
@@ -188,12 +189,89 @@ class ChatMessageIn(_Strict):
     def _content_required(self) -> ChatMessageIn:
         if self.content is None and self.role != "assistant":
             raise ValueError(f"a '{self.role}' message needs 'content'")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a 'tool' message needs the 'tool_call_id' it answers")
         return self
 
-    def to_chat_message(self) -> ChatMessage:
-        """The dialect-neutral message (``developer`` is OpenAI's newer name for system)."""
+    def to_chat_message(self, names: dict[str, str] | None = None) -> ChatMessage:
+        """The dialect-neutral message (``developer`` is OpenAI's newer name for system).
+
+        ``names`` maps earlier call ids to function names: a tool result names its
+        function, as templates such as Llama 3's expect, though OpenAI only sends the id.
+        """
         role = "system" if self.role == "developer" else self.role
-        return ChatMessage(role=role, content=self.content or "")
+        calls = tuple(call.to_tool_call() for call in self.tool_calls or ())
+        name = self.name
+        if role == "tool" and name is None and names:
+            name = names.get(self.tool_call_id or "")
+        return ChatMessage(
+            role=role,
+            content=self.content or "",
+            tool_calls=calls,
+            tool_call_id=self.tool_call_id if role == "tool" else None,
+            name=name if role == "tool" else None,
+        )
+
+
+class FunctionCallIn(_Strict):
+    """The function half of a tool call a client sends back in the history."""
+
+    name: str = Field(..., min_length=1, max_length=256)
+    arguments: str = "{}"
+
+    @field_validator("arguments")
+    @classmethod
+    def _json_object(cls, value: str) -> str:
+        try:
+            parsed = json.loads(value or "{}")
+        except ValueError as exc:
+            raise ValueError("tool call arguments are not valid JSON") from exc
+        if not isinstance(parsed, dict):
+            raise ValueError("tool call arguments must be a JSON object")
+        return value
+
+
+class ToolCallIn(_Strict):
+    """A tool call in an assistant message of the history (arguments: a JSON string)."""
+
+    id: str = Field(..., min_length=1, max_length=256)
+    type: Literal["function"] = "function"
+    function: FunctionCallIn
+
+    def to_tool_call(self) -> ToolCall:
+        return ToolCall(self.id, self.function.name, json.loads(self.function.arguments or "{}"))
+
+
+class FunctionSpec(_Strict):
+    name: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolIn(_Strict):
+    """``{"type": "function", "function": {...}}``: the only kind of tool there is here."""
+
+    type: Literal["function"]
+    function: FunctionSpec
+
+    def to_spec(self) -> ToolSpec:
+        f = self.function
+        return ToolSpec(f.name, f.description or "", f.parameters or {})
+
+
+class NamedToolChoice(_Strict):
+    type: Literal["function"]
+    function: dict[str, str]
+
+    @field_validator("function")
+    @classmethod
+    def _has_name(cls, value: dict[str, str]) -> dict[str, str]:
+        if not isinstance(value.get("name"), str) or not value["name"]:
+            raise ValueError("tool_choice.function needs a name")
+        return value
 
 
 class ResponseFormat(_Strict):
@@ -227,8 +305,8 @@ class ChatCompletionRequest(_GenerationRequest):
     logprobs: bool | None = None
     top_logprobs: int | None = None
     response_format: ResponseFormat | None = None
-    tools: list[Any] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tools: list[ToolIn] | None = Field(None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     functions: list[Any] | None = None
     function_call: str | dict[str, Any] | None = None
@@ -267,19 +345,30 @@ class ChatCompletionRequest(_GenerationRequest):
             raise _not_supported("top_logprobs")
         return value
 
-    @field_validator("tools", "functions", "store")
+    @field_validator("functions", "store")
     @classmethod
     def _empty_only(cls, value: Any, info: ValidationInfo) -> Any:
         if value:
-            raise _not_supported(info.field_name)
+            hint = " (use tools)" if info.field_name == "functions" else ""
+            raise _not_supported(f"{info.field_name}{hint}")
         return value
 
-    @field_validator("tool_choice", "function_call")
+    @field_validator("function_call")
     @classmethod
-    def _no_tool_choice(cls, value: Any, info: ValidationInfo) -> Any:
+    def _no_function_call(cls, value: Any, info: ValidationInfo) -> Any:
         if value not in (None, "none", "auto"):
-            raise _not_supported(f"{info.field_name} {value!r}")
+            raise _not_supported(f"{info.field_name} {value!r} (use tool_choice)")
         return value
+
+    def tool_specs(self) -> list[ToolSpec]:
+        """The functions the model may call."""
+        return [tool.to_spec() for tool in self.tools or ()]
+
+    def tool_choice_name(self) -> ToolChoice:
+        """``auto`` (the default when tools are given), ``none``, ``required`` or a name."""
+        if isinstance(self.tool_choice, NamedToolChoice):
+            return self.tool_choice.function["name"]
+        return self.tool_choice or "auto"
 
     @field_validator("modalities")
     @classmethod
@@ -302,7 +391,13 @@ class ChatCompletionRequest(_GenerationRequest):
 
     def chat_messages(self) -> list[ChatMessage]:
         """The conversation in the dialect-neutral form the service takes."""
-        return [message.to_chat_message() for message in self.messages]
+        names: dict[str, str] = {}
+        out = []
+        for message in self.messages:
+            converted = message.to_chat_message(names)
+            names.update((call.id, call.name) for call in converted.tool_calls)
+            out.append(converted)
+        return out
 
 
 # -- legacy completions -------------------------------------------------------------------
@@ -375,9 +470,33 @@ class Usage(BaseModel):
         )
 
 
+class FunctionCallOut(BaseModel):
+    name: str
+    arguments: str  # a JSON string, as OpenAI sends it
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCallOut
+
+    @classmethod
+    def of(cls, call: ToolCall) -> ToolCallOut:
+        arguments = json.dumps(dict(call.arguments), ensure_ascii=False)
+        return cls(id=call.id, function=FunctionCallOut(name=call.name, arguments=arguments))
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCallOut] | None = None
+
+    @model_serializer(mode="wrap")
+    def _calls_only_when_made(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if not self.tool_calls:
+            data.pop("tool_calls", None)
+        return data
 
 
 class ChatChoice(BaseModel):
@@ -399,15 +518,41 @@ class ChatCompletion(BaseModel):
     usage: Usage
 
 
+class FunctionDelta(BaseModel):
+    name: str | None = None
+    arguments: str = ""
+
+    @model_serializer
+    def _without_nulls(self) -> dict[str, str]:
+        return {
+            k: v for k, v in (("name", self.name), ("arguments", self.arguments)) if v is not None
+        }
+
+
+class ToolCallDelta(BaseModel):
+    """A piece of a streamed call: the first names it (id, name), later ones add argument
+    text; the client joins pieces with the same ``index``."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionDelta
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
 class ChatDelta(BaseModel):
     """What a chunk adds to the message; unset fields are left out, as OpenAI does."""
 
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
-    @model_serializer
-    def _without_nulls(self) -> dict[str, str]:
-        return {k: v for k, v in (("role", self.role), ("content", self.content)) if v is not None}
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 class ChatChunkChoice(BaseModel):

@@ -23,6 +23,7 @@ from ollm.api.http.streaming import (
     sse_stream,
 )
 from ollm.api.openai import schemas as s
+from ollm.chat.tool_calls import ToolCallStream, parse_tool_calls
 from ollm.engine.outputs import RequestOutput
 from ollm.errors import EngineError
 from ollm.services.inference.completions import CompletionService, Generation
@@ -79,21 +80,27 @@ async def chat_completion(
         messages=body.chat_messages(),
         params=body.sampling_params(),
         user=caller,
+        tools=body.tool_specs(),
+        tool_choice=body.tool_choice_name(),
     )
     if body.stream:
         events = _chat_events(generation, include_usage=body.include_usage)
         return EventStreamResponse(sse_stream(events))
     result = await cancel_on_disconnect(request, collect(generation))
+    parsed = parse_tool_calls(result.text, generation.tools)
+    message = s.AssistantMessage(content=result.text)
+    reason = result.finish_reason
+    if parsed.calls:
+        message = s.AssistantMessage(
+            content=parsed.content or None,
+            tool_calls=[s.ToolCallOut.of(call) for call in parsed.calls],
+        )
+        reason = "tool_calls"
     response = s.ChatCompletion(
         id=f"chatcmpl-{generation.request_id}",
         created=generation.created,
         model=generation.model_id,
-        choices=[
-            s.ChatChoice(
-                message=s.AssistantMessage(content=result.text),
-                finish_reason=result.finish_reason,
-            )
-        ],
+        choices=[s.ChatChoice(message=message, finish_reason=reason)],
         usage=result.usage,
     )
     return JSONResponse(response.model_dump(mode="json"))
@@ -113,20 +120,50 @@ async def _chat_events(
             usage=usage,
         )
 
+    def delta(**fields: object) -> s.ChatCompletionChunk:
+        return chunk([s.ChatChunkChoice(delta=s.ChatDelta(**fields))])  # type: ignore[arg-type]
+
     started = False
+    calls = ToolCallStream(generation.tools)
     async with aclosing(outputs(generation.stream)) as deltas:
         async for output in deltas:
             if not _visible(output):
                 continue
             if not started:  # OpenAI opens with the role, before any content
                 started = True
-                yield chunk([s.ChatChunkChoice(delta=s.ChatDelta(role="assistant", content=""))])
-            if output.text:
-                yield chunk([s.ChatChunkChoice(delta=s.ChatDelta(content=output.text))])
+                yield delta(role="assistant", content="")
+            text = calls.feed(output.text) if output.text else ""
+            if text:
+                yield delta(content=text)
             if output.finished:
-                yield chunk(
-                    [s.ChatChunkChoice(delta=s.ChatDelta(), finish_reason=output.finish_reason)]
-                )
+                reason = output.finish_reason
+                rest = calls.finish()
+                if rest.content:
+                    yield delta(content=rest.content)
+                for index, call in enumerate(rest.calls):
+                    # The call's head (id, name), then its arguments: what OpenAI sends.
+                    head = s.ToolCallOut.of(call)
+                    yield delta(
+                        tool_calls=[
+                            s.ToolCallDelta(
+                                index=index,
+                                id=call.id,
+                                type="function",
+                                function=s.FunctionDelta(name=call.name),
+                            )
+                        ]
+                    )
+                    yield delta(
+                        tool_calls=[
+                            s.ToolCallDelta(
+                                index=index,
+                                function=s.FunctionDelta(arguments=head.function.arguments),
+                            )
+                        ]
+                    )
+                if rest.calls:
+                    reason = "tool_calls"
+                yield chunk([s.ChatChunkChoice(delta=s.ChatDelta(), finish_reason=reason)])
                 if include_usage:
                     yield chunk([], usage=_usage(generation, output))
 

@@ -11,14 +11,16 @@ stream ends, so the model manager never unloads a model under a running stream.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ollm.chat.messages import ChatMessage
+from ollm.chat.messages import ChatMessage, ToolChoice, ToolSpec
+from ollm.chat.tool_grammar import tool_call_schema
 from ollm.errors import ContextLengthExceededError, InvalidRequestError
-from ollm.sampling import SamplingParams
+from ollm.sampling import JsonOutput, SamplingParams
 from ollm.services.models.leases import LeasedStream
 from ollm.services.models.service import LoadedModel, ModelService
 
@@ -28,7 +30,9 @@ class Generation:
     """A request the engine has accepted; iterate ``stream`` for its deltas.
 
     The stream holds the model loaded until it finishes or is closed (``aclose()``).
-    ``load_duration`` is the seconds spent waiting for the model to be loaded.
+    ``load_duration`` is the seconds spent waiting for the model to be loaded. ``tools``
+    are the functions the reply may call: the dialect parses its text for calls to them
+    (empty: the reply is plain text).
     """
 
     request_id: str
@@ -37,6 +41,7 @@ class Generation:
     num_prompt_tokens: int
     stream: LeasedStream
     load_duration: float = 0.0
+    tools: tuple[ToolSpec, ...] = ()
 
 
 class CompletionService:
@@ -54,15 +59,31 @@ class CompletionService:
         user: str = "",
         keep_alive: float | None = None,
         cache_tag: str | None = None,
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
     ) -> Generation:
         """Start a chat completion: render with the model's template, then generate.
 
         ``keep_alive`` (seconds; None: default, 0: unload after, negative: forever) is how
         long the model stays loaded once idle, as in Ollama. ``cache_tag`` names the
         conversation (a chat id) the KV belongs to, so deleting it deletes its snapshots.
+
+        ``tools`` go to the model through its chat template (a model whose template has no
+        place for them is a 400). ``tool_choice`` "none" leaves them out; "required" or a
+        function's name constrains decoding with a grammar built from the tools' schemas,
+        so the reply is always a call that parses and matches its schema.
         """
         if not messages:
             raise InvalidRequestError("messages must not be empty", param="messages")
+        offered = _offered_tools(tools, tool_choice)
+        if offered and tool_choice != "auto":
+            if params.json_output is not None:
+                raise InvalidRequestError(
+                    "a forced tool call cannot be combined with a JSON response format",
+                    param="tool_choice",
+                )
+            schema = tool_call_schema(offered)
+            params = dataclasses.replace(params, json_output=JsonOutput(schema))
         started = time.monotonic()
         loaded = await self.models.acquire(model, keep_alive=keep_alive)
         try:
@@ -72,13 +93,19 @@ class CompletionService:
                     param="model",
                 )
             template = loaded.template
+            if offered and not template.supports_tools:
+                raise InvalidRequestError(
+                    f"model '{loaded.model_id}' does not support tools", param="tools"
+                )
             tokens = await _off_loop_if_long(
                 sum(len(m.content) for m in messages),
-                lambda: loaded.tokenize(template.render(messages)),
+                lambda: loaded.tokenize(template.render(messages, tools=offered)),
             )
-            return self._start(
+            generation = self._start(
                 loaded, tokens, params, user, started, param="messages", cache_tag=cache_tag
             )
+            generation.tools = offered
+            return generation
         except BaseException:
             self.models.release(loaded)
             raise
@@ -149,6 +176,25 @@ class CompletionService:
                 context_length=limit,
                 prompt_tokens=num_prompt,
             )
+
+
+def _offered_tools(tools: Sequence[ToolSpec], choice: ToolChoice) -> tuple[ToolSpec, ...]:
+    """The tools the model is shown: none for "none", only the named one when forced."""
+    names = [tool.name for tool in tools]
+    if len(set(names)) != len(names):
+        raise InvalidRequestError("tool names must be unique", param="tools")
+    if choice in ("auto", "required"):
+        if choice == "required" and not tools:
+            raise InvalidRequestError("tool_choice 'required' needs tools", param="tool_choice")
+        return tuple(tools)
+    if choice == "none":
+        return ()
+    named = tuple(tool for tool in tools if tool.name == choice)
+    if not named:
+        raise InvalidRequestError(
+            f"tool_choice names '{choice}', which is not one of the tools", param="tool_choice"
+        )
+    return named
 
 
 # Below this many characters rendering and tokenizing take well under a millisecond: done
