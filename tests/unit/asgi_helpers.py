@@ -43,16 +43,18 @@ async def running_app(
     *,
     max_running: int = 4,
     max_waiting: int = 8,
+    context: int = 256,
     raise_app_exceptions: bool = True,
     settings: dict[str, Any] | None = None,
     **fake: Any,
 ) -> AsyncIterator[Harness]:
     """The app with ``fake:1`` and ``fake:2`` (the fake backend's chat template), its
-    lifespan running; ``settings`` adds server settings, ``fake`` FakeBackend fields."""
+    lifespan running; ``context`` is each sequence's context, ``settings`` adds server
+    settings, ``fake`` FakeBackend fields."""
     weights = tmp_path / "fake.gguf"
     weights.write_bytes(b"not really a model")
     engine = EngineSettings(
-        max_running=max_running, max_waiting=max_waiting, context_per_sequence=256, threads=1
+        max_running=max_running, max_waiting=max_waiting, context_per_sequence=context, threads=1
     )
     server = Settings(home=tmp_path, default_model="fake:1", engine=engine, **(settings or {}))
     backends: list[FakeBackend] = []

@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ollm import __version__
+from ollm.api.anthropic.routes import router as anthropic_router
 from ollm.api.http.auth import authenticate
 from ollm.api.http.errors import install_error_handlers
 from ollm.api.http.hosts import install_host_guard
@@ -125,6 +126,7 @@ def create_app(settings: Settings, *, models: ModelService | None = None) -> Fas
     # With auth on, every dialect needs a session or an API key (a no-op with auth off).
     app.include_router(openai_router, dependencies=[Depends(authenticate)])
     app.include_router(ollama_router, dependencies=[Depends(authenticate)])
+    app.include_router(anthropic_router, dependencies=[Depends(authenticate)])
     app.include_router(v1_router)
     app.include_router(system_router)
 

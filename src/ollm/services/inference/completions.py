@@ -87,20 +87,7 @@ class CompletionService:
         started = time.monotonic()
         loaded = await self.models.acquire(model, keep_alive=keep_alive)
         try:
-            if loaded.template is None:
-                raise InvalidRequestError(
-                    f"model '{loaded.model_id}' has no chat template; use the completions endpoint",
-                    param="model",
-                )
-            template = loaded.template
-            if offered and not template.supports_tools:
-                raise InvalidRequestError(
-                    f"model '{loaded.model_id}' does not support tools", param="tools"
-                )
-            tokens = await _off_loop_if_long(
-                sum(len(m.content) for m in messages),
-                lambda: loaded.tokenize(template.render(messages, tools=offered)),
-            )
+            tokens = await _chat_tokens(loaded, messages, offered)
             generation = self._start(
                 loaded, tokens, params, user, started, param="messages", cache_tag=cache_tag
             )
@@ -109,6 +96,26 @@ class CompletionService:
         except BaseException:
             self.models.release(loaded)
             raise
+
+    async def count_chat_tokens(
+        self,
+        *,
+        model: str | None,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolSpec] = (),
+        tool_choice: ToolChoice = "auto",
+    ) -> int:
+        """How many tokens :meth:`chat` would prompt the model with for ``messages`` and
+        ``tools`` (rendered with the model's template, then tokenized); nothing is
+        generated. Loads the model if need be: the count is its tokenizer's."""
+        if not messages:
+            raise InvalidRequestError("messages must not be empty", param="messages")
+        offered = _offered_tools(tools, tool_choice)
+        loaded = await self.models.acquire(model)
+        try:
+            return len(await _chat_tokens(loaded, messages, offered))
+        finally:
+            self.models.release(loaded)
 
     async def complete(
         self,
@@ -176,6 +183,26 @@ class CompletionService:
                 context_length=limit,
                 prompt_tokens=num_prompt,
             )
+
+
+async def _chat_tokens(
+    loaded: LoadedModel, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]
+) -> list[int]:
+    """``messages`` (and ``tools``) rendered with the model's chat template, tokenized."""
+    if loaded.template is None:
+        raise InvalidRequestError(
+            f"model '{loaded.model_id}' has no chat template; use the completions endpoint",
+            param="model",
+        )
+    template = loaded.template
+    if tools and not template.supports_tools:
+        raise InvalidRequestError(
+            f"model '{loaded.model_id}' does not support tools", param="tools"
+        )
+    return await _off_loop_if_long(
+        sum(len(m.content) for m in messages),
+        lambda: loaded.tokenize(template.render(messages, tools=tools)),
+    )
 
 
 def _offered_tools(tools: Sequence[ToolSpec], choice: ToolChoice) -> tuple[ToolSpec, ...]:
