@@ -171,6 +171,20 @@ async def test_sampling_reaches_the_engine(h: Harness) -> None:
     assert (defaults.temperature, defaults.top_p, defaults.top_k) == (1.0, 1.0, 0)
 
 
+async def test_output_config_format_constrains_to_the_schema(h: Harness) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    config = {"effort": "low", "format": {"type": "json_schema", "schema": schema}}
+    request = {**BASIC, "output_config": config}
+    assert (await h.client.post("/v1/messages", json=request)).status_code == 200
+    json_output = h.backend.calls[-1][0].sampler.params.json_output
+    assert json_output is not None and json_output.schema == schema
+    # Hints the newer client may send: accepted, no effect.
+    hints = {"service_tier": "auto", "speed": "fast", "cache_control": {"type": "ephemeral"}}
+    assert (await h.client.post("/v1/messages", json={**BASIC, **hints})).status_code == 200
+    await h.client.post("/v1/messages", json=BASIC)
+    assert h.backend.calls[-1][0].sampler.params.json_output is None
+
+
 # -- streamed -------------------------------------------------------------------------------
 
 
@@ -455,6 +469,12 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], str]] = [
     ("bad tool name", {**BASIC, "tools": [{**WEATHER, "name": "a b"}]}, "name"),
     ("empty stop sequence", {**BASIC, "stop_sequences": [""]}, "stop"),
     ("stream not a bool", {**BASIC, "stream": "yes please"}, "stream"),
+    (
+        "output format not json_schema",
+        {**BASIC, "output_config": {"format": {"type": "xml"}}},
+        "format",
+    ),
+    ("a container", {**BASIC, "container": "c1"}, "container"),
 ]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ollm.api.anthropic import schemas as s
 from ollm.chat.messages import ChatMessage, ToolCall, ToolChoice, ToolSpec
-from ollm.sampling import SamplingParams
+from ollm.sampling import JsonOutput, SamplingParams
 
 ANTHROPIC_TEMPERATURE = 1.0
 ANTHROPIC_TOP_P = 1.0
@@ -97,8 +97,11 @@ def tool_choice(body: s._Conversation) -> ToolChoice:
 
 
 def sampling_params(body: s.MessagesRequest) -> SamplingParams:
-    """The engine's view of ``body``, with Anthropic's defaults filled in."""
+    """The engine's view of ``body``, with Anthropic's defaults filled in (and a JSON
+    constraint when ``output_config.format`` asks for one)."""
+    output = body.output_config.format if body.output_config else None
     return SamplingParams(
+        json_output=None if output is None else JsonOutput(schema=output.schema_),
         temperature=ANTHROPIC_TEMPERATURE if body.temperature is None else body.temperature,
         top_p=ANTHROPIC_TOP_P if body.top_p is None else body.top_p,
         top_k=body.top_k or 0,

@@ -179,6 +179,21 @@ class ThinkingIn(BaseModel):
         return value
 
 
+class OutputFormatIn(_Strict):
+    """Structured output: the reply is JSON matching ``schema``."""
+
+    type: Literal["json_schema"]
+    schema_: dict[str, Any] = Field(..., alias="schema")
+
+
+class OutputConfigIn(_Strict):
+    """``output_config``: ``format`` constrains decoding; ``effort`` is a hint for models
+    that reason, accepted and without effect here."""
+
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    format: OutputFormatIn | None = None
+
+
 # -- requests -----------------------------------------------------------------------------
 
 
@@ -210,7 +225,13 @@ class MessagesRequest(_Conversation):
     top_k: int | None = Field(None, ge=0, le=MAX_COUNT)
     metadata: dict[str, Any] | None = None  # user_id: accepted, not used
     stream: bool | None = False
-    service_tier: Literal["auto", "standard_only"] | None = None  # one tier here
+    output_config: OutputConfigIn | None = None
+    # Accepted and ignored: one tier, one place and one speed here, and the prefix cache
+    # works without hints.
+    service_tier: Literal["auto", "standard_only"] | None = None
+    inference_geo: str | None = None
+    speed: Literal["standard", "fast"] | None = None
+    cache_control: dict[str, Any] | None = None
 
     @field_validator("stop_sequences")
     @classmethod
