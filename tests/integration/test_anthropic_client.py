@@ -144,3 +144,70 @@ def test_errors_raise_the_sdks_exceptions(client: Anthropic) -> None:
                 }
             ],
         )
+
+
+# -- tools, with the bundled model that can call them ----------------------------------------
+
+TOOL_MODEL = "qwen2.5-coder:0.5b"
+WEATHER = {
+    "name": "get_weather",
+    "description": "Get the current weather in a city.",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string", "description": "The city's name."}},
+        "required": ["city"],
+    },
+}
+ASK_WEATHER = [{"role": "user", "content": "What is the weather like in Paris right now?"}]
+FORCED = {"type": "tool", "name": "get_weather"}
+
+
+def test_tool_round_trip(client: Anthropic) -> None:
+    message = client.messages.create(
+        model=TOOL_MODEL,
+        max_tokens=100,
+        messages=ASK_WEATHER,
+        tools=[WEATHER],
+        tool_choice=FORCED,
+        extra_body=GREEDY,
+    )
+    assert message.stop_reason == "tool_use"
+    calls = [block for block in message.content if block.type == "tool_use"]
+    assert len(calls) == 1
+    call = calls[0]
+    assert call.id.startswith("toolu_") and call.name == "get_weather"
+    assert isinstance(call.input, dict) and isinstance(call.input.get("city"), str)
+
+    # Streamed, the same greedy call arrives as input_json_delta and reassembles alike.
+    with client.messages.stream(
+        model=TOOL_MODEL,
+        max_tokens=100,
+        messages=ASK_WEATHER,
+        tools=[WEATHER],
+        tool_choice=FORCED,
+        extra_body=GREEDY,
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    streamed = [block for block in final.content if block.type == "tool_use"]
+    assert [(b.name, b.input) for b in streamed] == [(call.name, call.input)]
+
+    # The result goes back as a tool_result block; the model answers in text.
+    answer = client.messages.create(
+        model=TOOL_MODEL,
+        max_tokens=60,
+        tools=[WEATHER],
+        extra_body=GREEDY,
+        messages=[
+            *ASK_WEATHER,
+            {"role": "assistant", "content": message.content},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": call.id, "content": "18 °C and sunny"}
+                ],
+            },
+        ],
+    )
+    assert answer.stop_reason in ("end_turn", "max_tokens", "tool_use")
+    assert answer.content and answer.usage.output_tokens > 0
