@@ -24,6 +24,7 @@ from ollm.api.http.request_id import RequestIdMiddleware
 from ollm.api.http.security_headers import install_security_headers
 from ollm.api.http.shutdown import Drain, DrainMiddleware
 from ollm.api.ollama.routes import router as ollama_router
+from ollm.api.openai.responses import router as responses_router
 from ollm.api.openai.routes import router as openai_router
 from ollm.api.system import router as system_router
 from ollm.api.v1.router import router as v1_router
@@ -36,6 +37,7 @@ from ollm.services.accounts.service import AccountService
 from ollm.services.chats.service import ChatService
 from ollm.services.inference.completions import CompletionService
 from ollm.services.models.service import ModelService
+from ollm.services.responses.service import ResponseService
 from ollm.services.system.info import SystemInfoService
 from ollm.settings import Settings
 
@@ -62,6 +64,7 @@ async def _open_store(app: FastAPI, settings: Settings) -> AsyncEngine:
     sessions = create_sessionmaker(engine)
     app.state.accounts = AccountService(sessions, settings)
     app.state.chats = ChatService(sessions, app.state.completions, settings)
+    app.state.responses = ResponseService(sessions)
     if swept := await app.state.chats.recover_interrupted():
         log.warning("%d reply(s) cut off by the last shutdown are marked interrupted", swept)
     if not settings.auth:
@@ -125,6 +128,7 @@ def create_app(settings: Settings, *, models: ModelService | None = None) -> Fas
     app.include_router(web_router)
     # With auth on, every dialect needs a session or an API key (a no-op with auth off).
     app.include_router(openai_router, dependencies=[Depends(authenticate)])
+    app.include_router(responses_router, dependencies=[Depends(authenticate)])
     app.include_router(ollama_router, dependencies=[Depends(authenticate)])
     app.include_router(anthropic_router, dependencies=[Depends(authenticate)])
     app.include_router(v1_router)

@@ -230,3 +230,33 @@ class Message(Base):
     ttft_ms: Mapped[float | None] = mapped_column(Float)
     tokens_per_second: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def new_response_id() -> str:
+    """A random, unguessable Responses API id, in OpenAI's ``resp_`` style."""
+    return f"resp_{uuid.uuid4().hex}"
+
+
+class StoredResponse(Base):
+    """A response of the OpenAI Responses API, kept for ``GET`` and ``previous_response_id``.
+
+    ``input_items`` are the items the request brought (not those of earlier responses it
+    continued: ``previous_response_id`` links to them); ``body`` is the response object as
+    it was returned, output items included.
+    """
+
+    __tablename__ = "responses"
+    __table_args__ = (
+        # One owner's responses, newest first; deleting an account finds them here.
+        Index("ix_responses_owner_created", "owner_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_response_id)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # Not a foreign key: deleting a response leaves the ones that continued it readable
+    # (their history then starts after the gap).
+    previous_response_id: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(200))
+    input_items: Mapped[list[Any]] = mapped_column(JSON)
+    body: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
