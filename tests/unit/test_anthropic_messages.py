@@ -475,6 +475,11 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], str]] = [
         "format",
     ),
     ("a container", {**BASIC, "container": "c1"}, "container"),
+    (
+        "a prefilled reply",
+        {**BASIC, "messages": [*HI, {"role": "assistant", "content": "Sure"}]},
+        "prefill",
+    ),
 ]
 
 

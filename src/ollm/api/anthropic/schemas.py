@@ -233,6 +233,15 @@ class MessagesRequest(_Conversation):
     speed: Literal["standard", "fast"] | None = None
     cache_control: dict[str, Any] | None = None
 
+    @field_validator("messages")
+    @classmethod
+    def _no_prefill(cls, value: list[MessageIn]) -> list[MessageIn]:
+        # Anthropic continues a final assistant turn; a chat template can only start a new
+        # one, so the reply would silently differ from what the client asked for.
+        if value and value[-1].role == "assistant":
+            raise _not_supported("prefilling the reply (a final 'assistant' message)")
+        return value
+
     @field_validator("stop_sequences")
     @classmethod
     def _check_stops(cls, value: list[str] | None) -> list[str] | None:
