@@ -93,8 +93,8 @@ ContentPart = Annotated[
         _part_tag,
         custom_error_type="content_part_not_supported",
         custom_error_message=(
-            "only 'input_text' and 'output_text' content parts are supported by this server "
-            "(no images, files or audio)"
+            "this content part type is not supported by this server (only 'input_text' and "
+            "'output_text' parts are: no images, files or audio)"
         ),
     ),
 ]
@@ -233,8 +233,8 @@ InputItem = Annotated[
         _item_tag,
         custom_error_type="input_item_not_supported",
         custom_error_message=(
-            "only message, function_call and function_call_output input items are "
-            "supported by this server"
+            "this input item type is not supported by this server (only message, "
+            "function_call and function_call_output items are)"
         ),
     ),
 ]
