@@ -76,6 +76,13 @@ class ChatTemplate:
             raise InvalidRequestError(f"the model's chat template failed: {exc}") from exc
 
 
+def supports_tools(source: str | None) -> bool:
+    """Whether a chat template has a place for tools (it reads the ``tools`` variable)."""
+    if not source:
+        return False
+    return "tools" in _variables(ImmutableSandboxedEnvironment(extensions=[loopcontrols]), source)
+
+
 def _variables(env: jinja2.Environment, source: str) -> set[str]:
     try:
         return meta.find_undeclared_variables(env.parse(source))

@@ -16,9 +16,20 @@ from starlette.requests import Request
 from ollm.api.http.streaming import cancel_on_disconnect
 from ollm.api.ollama import schemas as s
 from ollm.api.ollama.ndjson import NDJSONResponse, ndjson_stream
+from ollm.chat.template import supports_tools
 from ollm.services.models.service import ModelInfo, ModelService
 
-CAPABILITIES = ["completion"]
+
+def capabilities(info: ModelInfo) -> list[str]:
+    """What Ollama clients gate features on: every model completes (and can embed);
+    ``tools`` when its chat template takes tools; ``embedding`` when its GGUF names a
+    pooling type, which only models made for embeddings do."""
+    found = ["completion"]
+    if supports_tools(info.chat_template):
+        found.append("tools")
+    if info.architecture and f"{info.architecture}.pooling_type" in info.metadata:
+        found.append("embedding")
+    return found
 
 
 def rfc3339(value: datetime | float | int | None) -> str:
@@ -88,7 +99,7 @@ def show(models: ModelService, name: str) -> s.ShowResponse:
         license=info.license,
         details=details(info),
         model_info=_model_info(info),
-        capabilities=CAPABILITIES,
+        capabilities=capabilities(info),
         modified_at=rfc3339(info.modified_at),
     )
 

@@ -12,13 +12,16 @@ no token limit. Responses stream by default.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from ollm.chat.messages import ChatMessage
+from ollm.chat.messages import ChatMessage, ToolCall, ToolSpec
+from ollm.chat.tool_calls import new_call_id
 from ollm.sampling import (
     MAX_COUNT,
     MAX_SEED,
@@ -242,22 +245,64 @@ class _GenerationRequest(_ModelRequest):
         return value
 
 
+class ToolFunctionCall(_Lenient):
+    name: str = Field(..., min_length=1, max_length=256)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("arguments", mode="before")
+    @classmethod
+    def _json_string(cls, value: Any) -> Any:
+        # Clients that copy OpenAI's habit send the arguments as a JSON string.
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except ValueError as exc:
+                raise ValueError("tool call arguments are not valid JSON") from exc
+        return {} if value is None else value
+
+
+class MessageToolCall(_Lenient):
+    """A call in an assistant message: Ollama's arguments are an object, not a string."""
+
+    id: str | None = None
+    function: ToolFunctionCall
+
+
+class ToolFunction(_Lenient):
+    name: str = Field(..., min_length=1, max_length=64)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(_Lenient):
+    type: Literal["function"] = "function"
+    function: ToolFunction
+
+    def to_spec(self) -> ToolSpec:
+        f = self.function
+        return ToolSpec(f.name, f.description or "", f.parameters or {})
+
+
 class Message(_Lenient):
-    """One chat message. Images and tool calls are refused; ``thinking`` is ignored."""
+    """One chat message. Images are refused; ``thinking`` is ignored.
+
+    A tool's result is a ``tool`` message naming its function in ``tool_name``.
+    """
 
     role: Literal["system", "user", "assistant", "tool"]
     content: str = ""
     images: list[Any] | None = None
-    tool_calls: list[Any] | None = None
+    tool_calls: list[MessageToolCall] | None = None
     thinking: str | None = None
     tool_name: str | None = None
+    tool_call_id: str | None = None
 
     @field_validator("content", mode="before")
     @classmethod
     def _null_content(cls, value: Any) -> Any:
         return "" if value is None else value
 
-    @field_validator("images", "tool_calls")
+    @field_validator("images")
     @classmethod
     def _empty_only(cls, value: Any, info: ValidationInfo) -> Any:
         if value:
@@ -265,29 +310,37 @@ class Message(_Lenient):
         return value
 
     def to_chat_message(self) -> ChatMessage:
-        return ChatMessage(role=self.role, content=self.content)
+        calls = tuple(
+            ToolCall(call.id or new_call_id(), call.function.name, call.function.arguments)
+            for call in self.tool_calls or ()
+        )
+        is_tool = self.role == "tool"
+        return ChatMessage(
+            role=self.role,
+            content=self.content,
+            tool_calls=calls if self.role == "assistant" else (),
+            tool_call_id=self.tool_call_id if is_tool else None,
+            name=self.tool_name if is_tool else None,
+        )
 
 
 class ChatRequest(_GenerationRequest):
     """``POST /api/chat``. No messages: just load (or with ``keep_alive: 0``, unload)."""
 
     messages: list[Message] = Field(default_factory=list)
-    tools: list[Any] | None = None
+    tools: list[Tool] | None = Field(None, max_length=128)
 
-    @field_validator("messages", mode="before")
+    @field_validator("messages", "tools", mode="before")
     @classmethod
     def _null_messages(cls, value: Any) -> Any:
         return [] if value is None else value
 
-    @field_validator("tools")
-    @classmethod
-    def _no_tools(cls, value: list[Any] | None) -> list[Any] | None:
-        if value:
-            raise _not_supported("tools")
-        return value
-
     def chat_messages(self) -> list[ChatMessage]:
         return [message.to_chat_message() for message in self.messages]
+
+    def tool_specs(self) -> list[ToolSpec]:
+        """The functions the model may call (Ollama has no tool_choice: always "auto")."""
+        return [tool.to_spec() for tool in self.tools or ()]
 
 
 class GenerateRequest(_GenerationRequest):
@@ -432,9 +485,31 @@ class Stats(_Response):
     eval_duration: int | None = None
 
 
+class CalledFunction(_Response):
+    index: int
+    name: str
+    arguments: dict[str, Any]
+
+
+class CalledTool(_Response):
+    id: str
+    function: CalledFunction
+
+
 class AssistantMessage(_Response):
     role: Literal["assistant"] = "assistant"
     content: str
+    tool_calls: list[CalledTool] | None = None
+
+    @classmethod
+    def of(cls, content: str, calls: Sequence[ToolCall] = ()) -> AssistantMessage:
+        called = [
+            CalledTool(
+                id=c.id, function=CalledFunction(index=i, name=c.name, arguments=dict(c.arguments))
+            )
+            for i, c in enumerate(calls)
+        ]
+        return cls(content=content, tool_calls=called or None)
 
 
 class _ChatHead(_Response):

@@ -7,7 +7,7 @@ begun, a failure becomes one final error line. Unlike OpenAI, Ollama streams by 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -20,15 +20,17 @@ from ollm.api.http.streaming import cancel_on_disconnect, generation_failure, ou
 from ollm.api.ollama import schemas as s
 from ollm.api.ollama.ndjson import NDJSONResponse, ndjson_stream
 from ollm.api.ollama.timing import Timer
-from ollm.chat.messages import ChatMessage
+from ollm.chat.messages import ChatMessage, ToolCall
+from ollm.chat.tool_calls import ToolCallStream, parse_tool_calls
 from ollm.errors import ContextLengthExceededError, EngineError
 from ollm.sampling import SamplingParams
 from ollm.services.inference.completions import CompletionService, Generation
 from ollm.services.models.service import ModelService
 
 Chunk = s.ChatChunk | s.GenerateChunk
-Wrap = Callable[[str, s.DoneReason | None, s.Stats | None], Chunk]
-"""Builds one response object of a dialect endpoint from text, done reason and stats."""
+Wrap = Callable[[str, s.DoneReason | None, s.Stats | None, Sequence[ToolCall]], Chunk]
+"""Builds one response object of a dialect endpoint from text, done reason, stats and the
+tool calls made (chat only)."""
 
 
 def now_rfc3339() -> str:
@@ -39,11 +41,16 @@ def now_rfc3339() -> str:
 def chat_wrap(model_id: str) -> Wrap:
     """Objects of ``/api/chat`` for ``model_id``."""
 
-    def wrap(text: str, reason: s.DoneReason | None = None, stats: s.Stats | None = None) -> Chunk:
+    def wrap(
+        text: str,
+        reason: s.DoneReason | None = None,
+        stats: s.Stats | None = None,
+        calls: Sequence[ToolCall] = (),
+    ) -> Chunk:
         return s.ChatChunk(
             model=model_id,
             created_at=now_rfc3339(),
-            message=s.AssistantMessage(content=text),
+            message=s.AssistantMessage.of(text, calls),
             done=reason is not None,
             done_reason=reason,
             **(stats.model_dump() if stats else {}),
@@ -55,7 +62,12 @@ def chat_wrap(model_id: str) -> Wrap:
 def generate_wrap(model_id: str) -> Wrap:
     """Objects of ``/api/generate`` for ``model_id``."""
 
-    def wrap(text: str, reason: s.DoneReason | None = None, stats: s.Stats | None = None) -> Chunk:
+    def wrap(
+        text: str,
+        reason: s.DoneReason | None = None,
+        stats: s.Stats | None = None,
+        calls: Sequence[ToolCall] = (),
+    ) -> Chunk:
         return s.GenerateChunk(
             model=model_id,
             created_at=now_rfc3339(),
@@ -92,6 +104,7 @@ async def chat(
             params=p,
             user=caller,
             keep_alive=body.keep_alive,
+            tools=body.tool_specs(),
         )
 
     generation = await start_generation(start, params)
@@ -158,7 +171,7 @@ async def load_or_unload(
     else:
         loaded = await models.get(name, keep_alive=keep_alive)
         model_id, reason = loaded.model_id, cast(s.DoneReason, "load")
-    return JSONResponse(wrap_for(model_id)("", reason, None).to_json())
+    return JSONResponse(wrap_for(model_id)("", reason, None, ()).to_json())
 
 
 async def start_generation(
@@ -203,13 +216,19 @@ async def _pieces(
 
 
 async def _stream(generation: Generation, timer: Timer, wrap: Wrap) -> AsyncIterator[Chunk]:
-    """Ollama's stream: text pieces, then a final empty piece with the stats."""
+    """Ollama's stream: text pieces, then a final empty piece with the stats. Tool calls
+    come whole, in one piece of their own before the last, as Ollama sends them."""
+    calls = ToolCallStream(generation.tools)
     async with aclosing(_pieces(generation, timer)) as pieces:
         async for text, reason, stats in pieces:
-            if text:
-                yield wrap(text, None, None)
+            shown = calls.feed(text) if text else ""
+            if shown:
+                yield wrap(shown, None, None, ())
             if reason is not None:
-                yield wrap("", reason, stats)
+                rest = calls.finish()
+                if rest.content or rest.calls:
+                    yield wrap(rest.content, None, None, rest.calls)
+                yield wrap("", reason, stats, ())
 
 
 async def _collect(generation: Generation, timer: Timer, wrap: Wrap) -> Chunk:
@@ -219,7 +238,8 @@ async def _collect(generation: Generation, timer: Timer, wrap: Wrap) -> Chunk:
         async for text, reason, stats in pieces:
             parts.append(text)
             if reason is not None:
-                return wrap("".join(parts), reason, stats)
+                parsed = parse_tool_calls("".join(parts), generation.tools)
+                return wrap(parsed.content, reason, stats, parsed.calls)
     raise EngineError("the generation ended without a finish reason")
 
 
