@@ -23,6 +23,7 @@ from ollm.api.http.ratelimit import install_rate_limit
 from ollm.api.http.request_id import RequestIdMiddleware
 from ollm.api.http.security_headers import install_security_headers
 from ollm.api.http.shutdown import Drain, DrainMiddleware
+from ollm.api.http.version_header import VersionHeaderMiddleware
 from ollm.api.ollama.routes import router as ollama_router
 from ollm.api.openai.responses import router as responses_router
 from ollm.api.openai.routes import router as openai_router
@@ -123,6 +124,7 @@ def create_app(settings: Settings, *, models: ModelService | None = None) -> Fas
     app.state.drain = Drain(settings.shutdown_grace)
     app.add_middleware(DrainMiddleware, drain=app.state.drain)
     app.add_middleware(RequestIdMiddleware)  # outermost: 503s of the drain carry an id too
+    app.add_middleware(VersionHeaderMiddleware)  # ollm's version on every answer
     # The web UI first: its pages match only requests asking for HTML, so anything else at
     # ``/`` still reaches the Ollama probe. The page needs no login (the app shows its own).
     app.include_router(web_router)

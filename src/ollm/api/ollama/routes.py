@@ -8,7 +8,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from ollm import __version__
 from ollm.api.http.auth import admin_user
 from ollm.api.http.deps import CallerDep, CompletionsDep, ModelsDep
 from ollm.api.ollama import catalog, serving
@@ -93,7 +92,16 @@ async def copy(body: s.CopyRequest, models: ModelsDep) -> Response:
     return await catalog.copy(models, body)
 
 
+# The Ollama version this dialect answers as. Clients gate features on it (a minimum for
+# tools, structured outputs, thinking, ...), so it must read as a recent Ollama, not as
+# ollm's own 0.x. 0.12.6 is the version Ollama's own API reference shows for /api/version,
+# and its /api surface (chat, generate, tools, create, blobs, show's capabilities) is the
+# one this dialect implements. ollm's own version: the X-Ollm-Version header on every
+# response (ollm.api.http.version_header) and /api/v1/system's ``versions``.
+OLLAMA_COMPAT_VERSION = "0.12.6"
+
+
 @router.get("/api/version")
 async def version() -> s.Version:
-    """The server's version."""
-    return s.Version(version=__version__)
+    """The Ollama version this server is compatible with (ollm's own: ``X-Ollm-Version``)."""
+    return s.Version(version=OLLAMA_COMPAT_VERSION)
