@@ -336,7 +336,21 @@ class ChatRequest(_GenerationRequest):
         return [] if value is None else value
 
     def chat_messages(self) -> list[ChatMessage]:
-        return [message.to_chat_message() for message in self.messages]
+        """The history as chat messages. Ollama's tool results name their function, not the
+        call they answer; templates that need the call's id (Mistral's, Llama 3.1's) get the
+        id of the earliest unanswered call to that function in the last assistant turn."""
+        out: list[ChatMessage] = []
+        pending: list[ToolCall] = []
+        for message in self.messages:
+            chat = message.to_chat_message()
+            if chat.role == "assistant":
+                pending = list(chat.tool_calls)
+            elif chat.role == "tool" and chat.tool_call_id is None and pending:
+                match = next((c for c in pending if c.name == chat.name), pending[0])
+                pending.remove(match)
+                chat = dataclasses.replace(chat, tool_call_id=match.id, name=match.name)
+            out.append(chat)
+        return out
 
     def tool_specs(self) -> list[ToolSpec]:
         """The functions the model may call (Ollama has no tool_choice: always "auto")."""
