@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ollm.chat.messages import ChatMessage, ToolChoice, ToolSpec
+from ollm.chat.reasoning import prompt_opens_thinking
 from ollm.chat.tool_grammar import tool_call_schema
 from ollm.errors import ContextLengthExceededError, InvalidRequestError
 from ollm.sampling import JsonOutput, SamplingParams
@@ -42,6 +43,9 @@ class Generation:
     stream: LeasedStream
     load_duration: float = 0.0
     tools: tuple[ToolSpec, ...] = ()
+    # The chat template opened a thinking block at the end of the prompt: the reply starts
+    # inside it (see ollm.chat.reasoning).
+    thinking_open: bool = False
 
 
 class CompletionService:
@@ -92,6 +96,7 @@ class CompletionService:
                 loaded, tokens, params, user, started, param="messages", cache_tag=cache_tag
             )
             generation.tools = offered
+            generation.thinking_open = _opens_thinking(loaded, tokens)
             return generation
         except BaseException:
             self.models.release(loaded)
@@ -203,6 +208,12 @@ async def _chat_tokens(
         sum(len(m.content) for m in messages),
         lambda: loaded.tokenize(template.render(messages, tools=tools)),
     )
+
+
+def _opens_thinking(loaded: LoadedModel, tokens: Sequence[int]) -> bool:
+    """Whether the prompt ends with an opened ``<think>`` (a few tokens suffice to tell)."""
+    tail = b"".join(loaded.backend.token_bytes(t) for t in tokens[-8:])
+    return prompt_opens_thinking(tail.decode("utf-8", errors="ignore"))
 
 
 def _offered_tools(tools: Sequence[ToolSpec], choice: ToolChoice) -> tuple[ToolSpec, ...]:
