@@ -169,7 +169,7 @@ def test_unknown_top_level_fields_are_ignored(caplog: pytest.LogCaptureFixture) 
         (ChatRequest, {"messages": USER, "format": "yaml"}, "format"),
         (ChatRequest, {"messages": USER, "format": ["json"]}, "format"),
         (ChatRequest, {"messages": USER, "tools": [{"type": "function"}]}, "tools"),
-        (ChatRequest, {"messages": USER, "think": True}, "think"),
+        (ChatRequest, {"messages": USER, "think": "extreme"}, "think"),
         (ChatRequest, {"messages": USER, "logprobs": True}, "logprobs"),
         (ChatRequest, {"messages": [{"role": "user", "images": ["aGk="]}]}, "images"),
         (ChatRequest, {"messages": [{"role": "wizard", "content": "x"}]}, "role"),

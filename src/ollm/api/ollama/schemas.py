@@ -237,7 +237,21 @@ class _GenerationRequest(_ModelRequest):
         params = self.options.sampling_params(context_length=context_length)
         return dataclasses.replace(params, json_output=self.json_output())
 
-    @field_validator("think", "logprobs", "top_logprobs")
+    @field_validator("think")
+    @classmethod
+    def _think_level(cls, value: Any) -> Any:
+        # true/false, or a level ("low", "medium", "high") as gpt-oss takes; the markers
+        # split either way, a level only says the client wants the thinking shown.
+        if isinstance(value, str) and value not in ("low", "medium", "high"):
+            raise ValueError('think must be true, false, "low", "medium" or "high"')
+        return value
+
+    def shows_thinking(self) -> bool:
+        """Whether the thinking is returned (``message.thinking``); ``think: false`` drops
+        it, as Ollama does, while the answer is still kept apart from it."""
+        return self.think is not False
+
+    @field_validator("logprobs", "top_logprobs")
     @classmethod
     def _off_only(cls, value: Any, info: ValidationInfo) -> Any:
         if value:
@@ -284,7 +298,8 @@ class Tool(_Lenient):
 
 
 class Message(_Lenient):
-    """One chat message. Images are refused; ``thinking`` is ignored.
+    """One chat message. Images are refused; a past turn's ``thinking`` is not shown to
+    the model again (templates drop it too).
 
     A tool's result is a ``tool`` message naming its function in ``tool_name``.
     """
@@ -513,17 +528,20 @@ class CalledTool(_Response):
 class AssistantMessage(_Response):
     role: Literal["assistant"] = "assistant"
     content: str
+    thinking: str | None = None
     tool_calls: list[CalledTool] | None = None
 
     @classmethod
-    def of(cls, content: str, calls: Sequence[ToolCall] = ()) -> AssistantMessage:
+    def of(
+        cls, content: str, calls: Sequence[ToolCall] = (), thinking: str = ""
+    ) -> AssistantMessage:
         called = [
             CalledTool(
                 id=c.id, function=CalledFunction(index=i, name=c.name, arguments=dict(c.arguments))
             )
             for i, c in enumerate(calls)
         ]
-        return cls(content=content, tool_calls=called or None)
+        return cls(content=content, thinking=thinking or None, tool_calls=called or None)
 
 
 class _ChatHead(_Response):
@@ -542,6 +560,7 @@ class _GenerateHead(_Response):
     model: str
     created_at: str
     response: str
+    thinking: str | None = None
     done_reason: DoneReason | None = None
     done: bool
 

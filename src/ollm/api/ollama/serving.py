@@ -21,6 +21,7 @@ from ollm.api.ollama import schemas as s
 from ollm.api.ollama.ndjson import NDJSONResponse, ndjson_stream
 from ollm.api.ollama.timing import Timer
 from ollm.chat.messages import ChatMessage, ToolCall
+from ollm.chat.reasoning import ReasoningStream, SplitReply, split_reasoning
 from ollm.chat.tool_calls import ToolCallStream, parse_tool_calls
 from ollm.errors import ContextLengthExceededError, EngineError
 from ollm.sampling import SamplingParams
@@ -28,9 +29,9 @@ from ollm.services.inference.completions import CompletionService, Generation
 from ollm.services.models.service import ModelService
 
 Chunk = s.ChatChunk | s.GenerateChunk
-Wrap = Callable[[str, s.DoneReason | None, s.Stats | None, Sequence[ToolCall]], Chunk]
-"""Builds one response object of a dialect endpoint from text, done reason, stats and the
-tool calls made (chat only)."""
+Wrap = Callable[[str, s.DoneReason | None, s.Stats | None, Sequence[ToolCall], str], Chunk]
+"""Builds one response object of a dialect endpoint from text, done reason, stats, the
+tool calls made (chat only) and thinking."""
 
 
 def now_rfc3339() -> str:
@@ -46,11 +47,12 @@ def chat_wrap(model_id: str) -> Wrap:
         reason: s.DoneReason | None = None,
         stats: s.Stats | None = None,
         calls: Sequence[ToolCall] = (),
+        thinking: str = "",
     ) -> Chunk:
         return s.ChatChunk(
             model=model_id,
             created_at=now_rfc3339(),
-            message=s.AssistantMessage.of(text, calls),
+            message=s.AssistantMessage.of(text, calls, thinking),
             done=reason is not None,
             done_reason=reason,
             **(stats.model_dump() if stats else {}),
@@ -67,11 +69,13 @@ def generate_wrap(model_id: str) -> Wrap:
         reason: s.DoneReason | None = None,
         stats: s.Stats | None = None,
         calls: Sequence[ToolCall] = (),
+        thinking: str = "",
     ) -> Chunk:
         return s.GenerateChunk(
             model=model_id,
             created_at=now_rfc3339(),
             response=text,
+            thinking=thinking or None,
             done=reason is not None,
             done_reason=reason,
             **(stats.model_dump() if stats else {}),
@@ -109,7 +113,8 @@ async def chat(
 
     generation = await start_generation(start, params)
     timer.mark_queued()
-    return await respond(generation, timer, chat_wrap(generation.model_id), body.stream, request)
+    wrap = chat_wrap(generation.model_id)
+    return await respond(generation, timer, wrap, body.stream, request, think=body.shows_thinking())
 
 
 async def generate(
@@ -143,7 +148,7 @@ async def generate(
     generation = await start_generation(start, params)
     timer.mark_queued()
     wrap = generate_wrap(generation.model_id)
-    return await respond(generation, timer, wrap, body.stream, request)
+    return await respond(generation, timer, wrap, body.stream, request, think=body.shows_thinking())
 
 
 def _generate_messages(body: s.GenerateRequest) -> list[ChatMessage]:
@@ -171,7 +176,7 @@ async def load_or_unload(
     else:
         loaded = await models.get(name, keep_alive=keep_alive)
         model_id, reason = loaded.model_id, cast(s.DoneReason, "load")
-    return JSONResponse(wrap_for(model_id)("", reason, None, ()).to_json())
+    return JSONResponse(wrap_for(model_id)("", reason, None, (), "").to_json())
 
 
 async def start_generation(
@@ -215,39 +220,59 @@ async def _pieces(
     raise EngineError("the generation ended without a finish reason")
 
 
-async def _stream(generation: Generation, timer: Timer, wrap: Wrap) -> AsyncIterator[Chunk]:
-    """Ollama's stream: text pieces, then a final empty piece with the stats. Tool calls
-    come whole, in one piece of their own before the last, as Ollama sends them."""
+async def _stream(
+    generation: Generation, timer: Timer, wrap: Wrap, think: bool
+) -> AsyncIterator[Chunk]:
+    """Ollama's stream: text (and thinking) pieces, then a final empty piece with the
+    stats. Tool calls come whole, in one piece of their own before the last, as Ollama
+    sends them."""
+    split = ReasoningStream(started=generation.thinking_open)
     calls = ToolCallStream(generation.tools)
     async with aclosing(_pieces(generation, timer)) as pieces:
         async for text, reason, stats in pieces:
-            shown = calls.feed(text) if text else ""
+            part = split.feed(text) if text else SplitReply("", "")
+            if reason is not None:
+                tail = split.finish()
+                part = SplitReply(part.reasoning + tail.reasoning, part.content + tail.content)
+            shown = calls.feed(part.content) if part.content else ""
+            thinking = part.reasoning if think else ""
+            if thinking:  # its own piece, before the answer's, as Ollama streams them
+                yield wrap("", None, None, (), thinking)
             if shown:
-                yield wrap(shown, None, None, ())
+                yield wrap(shown, None, None, (), "")
             if reason is not None:
                 rest = calls.finish()
                 if rest.content or rest.calls:
-                    yield wrap(rest.content, None, None, rest.calls)
-                yield wrap("", reason, stats, ())
+                    yield wrap(rest.content, None, None, rest.calls, "")
+                yield wrap("", reason, stats, (), "")
 
 
-async def _collect(generation: Generation, timer: Timer, wrap: Wrap) -> Chunk:
+async def _collect(generation: Generation, timer: Timer, wrap: Wrap, think: bool) -> Chunk:
     """The whole generation as one object."""
     parts: list[str] = []
     async with aclosing(_pieces(generation, timer)) as pieces:
         async for text, reason, stats in pieces:
             parts.append(text)
             if reason is not None:
-                parsed = parse_tool_calls("".join(parts), generation.tools)
-                return wrap(parsed.content, reason, stats, parsed.calls)
+                split = split_reasoning("".join(parts), started=generation.thinking_open)
+                parsed = parse_tool_calls(split.content, generation.tools)
+                thinking = split.reasoning if think else ""
+                return wrap(parsed.content, reason, stats, parsed.calls, thinking)
     raise EngineError("the generation ended without a finish reason")
 
 
 async def respond(
-    generation: Generation, timer: Timer, wrap: Wrap, stream: bool, request: Request
+    generation: Generation,
+    timer: Timer,
+    wrap: Wrap,
+    stream: bool,
+    request: Request,
+    *,
+    think: bool = True,
 ) -> Response:
-    """NDJSON chunks when streaming, else one JSON object; a disconnect aborts either."""
+    """NDJSON chunks when streaming, else one JSON object; a disconnect aborts either.
+    ``think``: return the model's thinking (it is kept out of the answer either way)."""
     if stream:
-        return NDJSONResponse(ndjson_stream(_stream(generation, timer, wrap)))
-    chunk = await cancel_on_disconnect(request, _collect(generation, timer, wrap))
+        return NDJSONResponse(ndjson_stream(_stream(generation, timer, wrap, think)))
+    chunk = await cancel_on_disconnect(request, _collect(generation, timer, wrap, think))
     return JSONResponse(chunk.to_json())
