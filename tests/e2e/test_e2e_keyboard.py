@@ -13,7 +13,7 @@ from e2e_ui import (
     sidebar,
     unique,
 )
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Page, expect
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -67,7 +67,9 @@ def test_dialog_and_menu_work_from_the_keyboard(page: Page, api: httpx.Client) -
     dialog = page.get_by_role("dialog", name="Chat settings")
     expect(dialog).to_be_visible()
     # Focus moves into the dialog (onto it or a control in it) once it has opened.
-    page.wait_for_function("(el) => el.contains(document.activeElement)", arg=dialog.element_handle())
+    page.wait_for_function(
+        "(el) => el.contains(document.activeElement)", arg=dialog.element_handle()
+    )
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
     # Focus comes back once the dialog's closing has run: wait for it, as a person would.
