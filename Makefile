@@ -63,6 +63,7 @@ bench: install
 	$(PY) -m benchmarks.serving
 	$(PY) -m benchmarks.prefix
 	$(PY) -m benchmarks.long_context
+	$(PY) -m benchmarks.tool_calls
 
 clean:
 	rm -rf $(VENV) build *.egg-info

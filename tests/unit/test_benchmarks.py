@@ -65,3 +65,19 @@ def test_content_chunks_are_timed_for_chat_and_plain_completions() -> None:
     assert not apply_event(record, {"choices": [], "usage": {"completion_tokens": 2}}, 3.0)
     assert record.chunks == [1.0, 2.0] and record.finish_reason == "length"
     assert record.completion_tokens == 2
+
+
+def test_tool_call_judging() -> None:
+    from benchmarks.tool_calls import PROMPTS, SCHEMAS, judge
+
+    def call(name: str, arguments: str) -> dict:
+        return {"function": {"name": name, "arguments": arguments}}
+
+    assert len(PROMPTS) == 20 and {tool for _, tool in PROMPTS} == set(SCHEMAS)
+    assert judge([call("add", '{"a": 1, "b": 2}')], "add") == (True, True, "")
+    assert judge([call("add", '{"a": 1, "b": 2}')], "get_weather") == (True, False, "called add")
+    assert judge(None, "add") == (False, False, "no call")
+    assert judge([call("nope", "{}")], "add")[0] is False
+    assert judge([call("add", '{"a": "1", "b": 2}')], "add")[0] is False  # schema-invalid
+    assert judge([call("add", "{oops")], "add")[0] is False
+    assert judge([call("add", '{"a": 1, "b": 2}'), call("add", "{}")], "add")[0] is False
