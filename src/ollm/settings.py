@@ -299,6 +299,11 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest request body accepted, in bytes or with a suffix ('16M'); 413 beyond.",
     )
+    max_blob_size: int = Field(
+        64 * 1024**3,
+        ge=1024,
+        description="Largest model file POST /api/blobs takes (bytes, or e.g. '64G'); 413 beyond.",
+    )
     max_json_depth: int = Field(
         64, ge=4, le=512, description="Deepest nesting of arrays/objects a JSON body may have."
     )
@@ -350,7 +355,7 @@ class Settings(BaseSettings):
         30.0, gt=0, description="First login lockout: seconds or a duration ('30s', '1m')."
     )
 
-    @field_validator("max_body_size", mode="before")
+    @field_validator("max_body_size", "max_blob_size", mode="before")
     @classmethod
     def _body_size(cls, value: Any) -> int:
         return parse_byte_size(value)

@@ -45,6 +45,8 @@ _NON_FINITE = re.compile(rb"(?<![\w.])(?:NaN|-?Infinity)(?![\w.])")
 _BIG_NUMBER = re.compile(rb"-?\d+(?:\.\d+)?[eE][+-]?\d+|-?\d{300,}(?:\.\d+)?")
 # Bodies these content types announce are not JSON; they are only size-checked.
 _NOT_JSON = ("multipart/", "application/octet-stream")
+# Model uploads stream to disk under their own limit (max_blob_size), never buffered here.
+STREAMED_PATHS = ("/api/blobs/",)
 
 
 def error_response(
@@ -158,7 +160,7 @@ class RequestLimitsMiddleware:
         self.max_json_depth = max_json_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].startswith(STREAMED_PATHS):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)

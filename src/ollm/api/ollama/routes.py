@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse, Response
 
 from ollm.api.http.auth import admin_user
 from ollm.api.http.deps import CallerDep, CompletionsDep, ModelsDep
-from ollm.api.ollama import catalog, serving
+from ollm.api.ollama import blobs, catalog, create, serving
 from ollm.api.ollama import schemas as s
 
 router = APIRouter(tags=["ollama"])
@@ -36,6 +36,7 @@ async def chat(
     caller: CallerDep,
 ) -> Response:
     """Chat; streamed as NDJSON unless ``stream`` is false."""
+    body = create.with_model_defaults(models, body)  # a created model's parameters
     return await serving.chat(body, completions, models, caller, request)
 
 
@@ -48,6 +49,7 @@ async def generate(
     caller: CallerDep,
 ) -> Response:
     """Complete a prompt; streamed as NDJSON unless ``stream`` is false."""
+    body = create.with_model_defaults(models, body)  # a created model's parameters
     return await serving.generate(body, completions, models, caller, request)
 
 
@@ -58,7 +60,7 @@ async def tags(models: ModelsDep) -> s.ModelList:
 
 
 @router.post("/api/show", response_model_exclude_none=True)
-async def show(body: s.ShowRequest, models: ModelsDep) -> s.ShowResponse:
+async def show(body: s.ShowRequest, models: ModelsDep) -> s.ShowReply:
     """Details, metadata, template and license of one model."""
     return catalog.show(models, body.model_name or "")
 
@@ -90,6 +92,25 @@ async def delete(body: s.DeleteRequest, models: ModelsDep) -> Response:
 async def copy(body: s.CopyRequest, models: ModelsDep) -> Response:
     """Make a model available under a second name."""
     return await catalog.copy(models, body)
+
+
+@router.post("/api/create", response_model=None, responses={200: _NDJSON}, dependencies=_ADMIN)
+async def create_model(body: s.CreateRequest, models: ModelsDep) -> Response:
+    """Make a model from another one or an uploaded GGUF blob, with a system prompt,
+    template, parameters and history; the steps as NDJSON unless ``stream`` is false."""
+    return await create.create(models, body)
+
+
+@router.head("/api/blobs/{digest}", response_model=None, dependencies=_ADMIN)
+async def blob_exists(digest: str, models: ModelsDep) -> Response:
+    """200 if the blob is stored, 404 if not."""
+    return blobs.exists(models, digest)
+
+
+@router.post("/api/blobs/{digest}", response_model=None, status_code=201, dependencies=_ADMIN)
+async def blob_upload(digest: str, request: Request, models: ModelsDep) -> Response:
+    """Upload a file (the body, as it is) under its sha256; verified as it is written."""
+    return await blobs.upload(models, digest, request)
 
 
 # The Ollama version this dialect answers as. Clients gate features on it (a minimum for

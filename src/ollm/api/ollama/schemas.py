@@ -567,3 +567,139 @@ class _GenerateHead(_Response):
 
 class GenerateChunk(Stats, _GenerateHead):
     """One ``/api/generate`` object: a streamed piece, or the final one with stats (last)."""
+
+
+# -- create -------------------------------------------------------------------------------
+
+
+class PresetMessage(_Lenient):
+    """One turn of a created model's preset history (Ollama's ``MESSAGE``)."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str = ""
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _null_content(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+
+class CreateRequest(_NamedModelRequest):
+    """``POST /api/create``: a model ``from`` another one, or from ``files`` (one uploaded
+    GGUF blob: ``{"name.gguf": "sha256:<hex>"}``), with a system prompt, template,
+    parameters, history and license over it. ``adapters`` (LoRA) and ``quantize`` are
+    refused; so is the old ``modelfile`` text form (clients parse Modelfiles themselves
+    now and send these fields)."""
+
+    from_: str | None = Field(None, alias="from", description="The model to build on.")
+    files: dict[str, str] | None = Field(None, description="File name -> blob digest.")
+    adapters: dict[str, str] | None = None
+    template: str | None = Field(None, description="A Jinja chat template.")
+    license: str | list[str] | None = None
+    system: str | None = None
+    parameters: dict[str, Any] | None = Field(
+        None, description="Default options (Ollama's names) for requests to the new model."
+    )
+    messages: list[PresetMessage] | None = None
+    quantize: str | None = None
+    stream: bool = True
+    modelfile: str | None = None
+    path: str | None = None
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _warn_unknown(cls, data: Any) -> Any:
+        # As _Lenient's, knowing that "from" is the field from_.
+        if isinstance(data, dict):
+            known = {*cls.model_fields, "from"}
+            unknown = sorted(str(key) for key in data if key not in known)
+            if unknown:
+                log.warning("%s: ignoring unknown fields %s", cls.__name__, ", ".join(unknown))
+        return data
+
+    @field_validator("stream", mode="before")
+    @classmethod
+    def _null_stream_is_default(cls, value: Any) -> Any:
+        return True if value is None else value
+
+    @field_validator("adapters")
+    @classmethod
+    def _no_adapters(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value:
+            raise ValueError(
+                "adapters (LoRA) are not supported by this server: create from a GGUF file "
+                "with the adapter merged in"
+            )
+        return value
+
+    @field_validator("quantize")
+    @classmethod
+    def _no_quantize(cls, value: str | None) -> str | None:
+        if value:
+            raise ValueError(
+                "quantize is not supported by this server: ollm serves GGUF files as they "
+                "are; quantize with llama.cpp's llama-quantize and upload the result"
+            )
+        return value
+
+    @field_validator("modelfile", "path")
+    @classmethod
+    def _no_modelfile(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value:
+            raise ValueError(
+                f"'{info.field_name}' (the old Modelfile form) is not supported: send 'from' "
+                "or 'files' with 'system', 'template', 'parameters', 'messages' as fields "
+                "(as current Ollama clients do)"
+            )
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _one_file(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and len(value) != 1:
+            raise ValueError(
+                "exactly one file is supported: a single GGUF file (split GGUF files and "
+                "safetensors directories are not)"
+            )
+        return value
+
+    @field_validator("license")
+    @classmethod
+    def _one_license(cls, value: str | list[str] | None) -> str | list[str] | None:
+        return "\n\n".join(value) if isinstance(value, list) else value
+
+    @field_validator("parameters")
+    @classmethod
+    def _known_options(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Checked as a request's ``options`` would be; unknown names are refused (as
+        Ollama's create does), not ignored: a typo would silently do nothing."""
+        if not value:
+            return value
+        unknown = sorted(key for key in value if key not in Options.model_fields)
+        if unknown:
+            raise ValueError(f"unknown parameter {', '.join(repr(k) for k in unknown)}")
+        from pydantic import ValidationError
+
+        try:
+            checked = Options.model_validate(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"parameter '{where}': {first['msg']}") from exc
+        return checked.model_dump(exclude_none=True)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CreateRequest:
+        if bool(self.from_) == bool(self.files):
+            raise ValueError("give either 'from' (a model name) or 'files' (one GGUF blob)")
+        return self
+
+
+class ShowReply(ShowResponse):
+    """``POST /api/show`` with what a created model adds: its ``system`` prompt and preset
+    ``messages`` (its ``parameters`` and ``template`` fill the fields shared with others)."""
+
+    system: str | None = None
+    messages: list[PresetMessage] | None = None

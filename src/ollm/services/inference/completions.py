@@ -23,6 +23,7 @@ from ollm.chat.tool_grammar import tool_call_schema
 from ollm.errors import ContextLengthExceededError, InvalidRequestError
 from ollm.sampling import JsonOutput, SamplingParams
 from ollm.services.models.leases import LeasedStream
+from ollm.services.models.preset import conversation
 from ollm.services.models.service import LoadedModel, ModelService
 
 
@@ -193,7 +194,9 @@ class CompletionService:
 async def _chat_tokens(
     loaded: LoadedModel, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]
 ) -> list[int]:
-    """``messages`` (and ``tools``) rendered with the model's chat template, tokenized."""
+    """``messages`` (and ``tools``) rendered with the model's chat template, tokenized; a
+    created model's system prompt and preset history go in as its preset says."""
+    messages = conversation(loaded.entry.preset, messages)
     if loaded.template is None:
         raise InvalidRequestError(
             f"model '{loaded.model_id}' has no chat template; use the completions endpoint",

@@ -1,7 +1,7 @@
 """The registry: which models exist, what their files say about them, copy and delete.
 
 Three sources, in increasing precedence: GGUF files dropped into ``$OLLM_HOME/models``
-(named ``<stem>:latest``), names in the manifest (pulled or copied models), and the
+(named ``<stem>:latest``), names in the manifest (pulled, copied or created models), and the
 bundled models, whose names can be neither deleted nor overwritten. The directory and the
 manifest are re-read whenever they change, so a file copied in is served without a restart.
 """
@@ -23,6 +23,7 @@ from ollm.model_names import canonical_name, lookup_key, name_from_file
 from ollm.services.models import bundled
 from ollm.services.models.digests import DigestCache, sha256_file
 from ollm.services.models.gguf_info import GGUFFormatError, GGUFInfo, read_gguf_info
+from ollm.services.models.preset import ModelPreset
 from ollm.services.models.store import ManifestRecord, ModelStore, is_sha256_hex
 from ollm.settings import Settings
 
@@ -33,9 +34,9 @@ log = logging.getLogger(__name__)
 class ModelEntry:
     """A model that can be loaded: its public id and where its weights are.
 
-    ``origin`` is ``"bundled"``, ``"local"`` (a file in the models directory), ``"pulled"``
-    or ``"copy"``. ``digest`` is the file's sha256 (64 hex digits), computed on first use
-    and cached on disk.
+    ``origin`` is ``"bundled"``, ``"local"`` (a file in the models directory), ``"pulled"``,
+    ``"copy"`` or ``"created"`` (by ``/api/create``: it has a ``preset``). ``digest`` is the
+    file's sha256 (64 hex digits), computed on first use and cached on disk.
     """
 
     model_id: str
@@ -46,6 +47,8 @@ class ModelEntry:
     modified: float | None = None  # when the name was written; default: the file's mtime
     known_digest: str | None = field(default=None, compare=False)
     digests: DigestCache | None = field(default=None, compare=False, repr=False)
+    # What /api/create added: system prompt, template, parameters, history, license.
+    preset: ModelPreset | None = field(default=None, compare=False)
 
     @property
     def created(self) -> int:
@@ -101,6 +104,7 @@ class ModelInfo:
     description: str = ""
     bundled: bool = False
     origin: str = "local"
+    preset: ModelPreset | None = None  # a created model's system, parameters, ...
 
 
 def format_parameter_count(count: int) -> str:
@@ -197,6 +201,7 @@ class Registry:
             path = self._record_path(record, static_paths)
             if path is None:
                 continue
+            preset = ModelPreset.from_json(record.preset)
             origin = "pulled" if record.source.startswith("hf.co/") else "copy"
             found[model_id] = ModelEntry(
                 model_id,
@@ -206,7 +211,10 @@ class Registry:
                 modified=record.modified_at or None,
                 known_digest=record.digest if is_sha256_hex(record.digest) else None,
                 digests=self.digests,
+                preset=preset,
             )
+            if preset is not None:
+                found[model_id] = dataclasses.replace(found[model_id], origin="created")
         return found
 
     def _record_path(self, record: ManifestRecord, static_paths: set[Path]) -> Path | None:
@@ -262,6 +270,9 @@ class Registry:
         metadata = dict(gguf.metadata) if gguf is not None else {}
         architecture = gguf.architecture if gguf is not None else None
         template = metadata.pop("tokenizer.chat_template", None)
+        preset = entry.preset
+        if preset is not None and preset.template is not None:
+            template = preset.template  # a created model's own template replaces the file's
         count = gguf.parameter_count if gguf is not None and gguf.tensors else None
         return ModelInfo(
             id=entry.model_id,
@@ -276,26 +287,39 @@ class Registry:
             size_bytes=entry.size_bytes,
             digest=entry.cached_digest or (entry.digest if entry.path.is_file() else ""),
             chat_template=template if isinstance(template, str) else None,
-            license=_license(metadata),
+            license=(preset.license if preset and preset.license else None) or _license(metadata),
             modified_at=entry.modified_at,
             metadata=metadata,
             description=entry.description,
             bundled=entry.bundled,
             origin=entry.origin,
+            preset=preset,
         )
 
     # -- changes --------------------------------------------------------------------------
 
-    def add(self, name: str, path: Path, *, digest: str | None, source: str) -> ModelEntry:
-        """Record ``name`` for the file at ``path`` (a pull's last step)."""
+    def add(
+        self,
+        name: str,
+        path: Path,
+        *,
+        digest: str | None,
+        source: str,
+        preset: ModelPreset | None = None,
+    ) -> ModelEntry:
+        """Record ``name`` for the file at ``path`` (a pull's last step, or a create's, with
+        the ``preset`` it layers over the file)."""
         model_id = canonical_name(name)
         self.refuse_protected(model_id, "overwritten")
-        self.store.put(model_id, ManifestRecord(self.store.stored_path(path), digest, source))
+        stored = preset.to_json() if preset is not None else None
+        record = ManifestRecord(self.store.stored_path(path), digest, source, preset=stored)
+        self.store.put(model_id, record)
         self._snapshot = None
         return self.resolve(model_id)
 
     def copy(self, source: ModelEntry, destination: str) -> ModelEntry:
-        """Give ``source``'s file a second name (no bytes copied); replaces ``destination``."""
+        """Give ``source``'s file a second name (no bytes copied); replaces ``destination``.
+        A created model's preset goes with it, as Ollama copies every layer."""
         model_id = canonical_name(destination)
         if model_id == source.model_id:
             return source
@@ -304,6 +328,7 @@ class Registry:
             self.store.stored_path(source.path),
             source.cached_digest,
             f"copy of {source.model_id}",
+            preset=source.preset.to_json() if source.preset is not None else None,
         )
         self.store.put(model_id, record)
         self._snapshot = None

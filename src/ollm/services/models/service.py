@@ -11,7 +11,9 @@
 * Keep-alive, as in Ollama: each request sets how long its model stays loaded once idle
   (None: the default, 0: unload when its requests end, negative: forever). A background
   task unloads models whose time ran out.
-* Pull, copy, delete: ``pull.py`` and the registry.
+* Pull, copy, delete: ``pull.py`` and the registry. Create (Ollama's ``/api/create``):
+  ``create.py``, from another model or from a GGUF blob uploaded into ``blobs.py``'s store;
+  the created model's preset (``preset.py``) gives its requests their defaults.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from ollm.engine.snapshot_store import SnapshotStore
 from ollm.errors import ModelLoadError, ModelNotFoundError, ShuttingDownError
 from ollm.placement import processor_split
 from ollm.services.models import bundled
+from ollm.services.models.blobs import BlobStore
+from ollm.services.models.create import CreateSpec, create_model
 from ollm.services.models.pull import Puller
 from ollm.services.models.registry import ModelEntry, ModelInfo, Registry
 from ollm.services.models.residency import (
@@ -47,7 +51,15 @@ from ollm.services.models.residency import (
 )
 from ollm.settings import EngineSettings, Settings
 
-__all__ = ["LoadedModel", "Loader", "ModelEntry", "ModelEvents", "ModelInfo", "ModelService"]
+__all__ = [
+    "CreateSpec",
+    "LoadedModel",
+    "Loader",
+    "ModelEntry",
+    "ModelEvents",
+    "ModelInfo",
+    "ModelService",
+]
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +188,7 @@ class ModelService:
         self._reaper_wake: asyncio.Event | None = None
         self._closed = False
         self._puller = Puller(self.registry, endpoint=settings.hf_endpoint)
+        self.blobs = BlobStore(self.registry.store, max_size=settings.max_blob_size)
         self.events: ModelEvents | None = None  # set by create_app (metrics)
         self._runtime = runtime if runtime is not None else self._gguf_runtime
         self._snapshots: SnapshotStore | None = None
@@ -324,6 +337,14 @@ class ModelService:
         entry = self.resolve(source)
         await asyncio.to_thread(self.registry.copy, entry, destination)
 
+    async def create(self, spec: CreateSpec) -> list[str]:
+        """Make model ``spec.name`` from another model or an uploaded GGUF blob, with a
+        system prompt, template, parameters, history or license over it (no bytes copied).
+        Returns the statuses of the steps, as Ollama reports them. 400 for what cannot be
+        made, 404 for an unknown base; nothing is written then. A loaded model of that
+        name is reloaded once its running requests end (its template may have changed)."""
+        return await asyncio.to_thread(create_model, self.registry, self.blobs, spec)
+
     async def delete(self, name: str) -> None:
         """Delete a model name, and its file once no other name uses it. Unloads it first
         (when its running requests end). 400 :class:`ModelProtectedError` for bundled models."""
@@ -338,9 +359,12 @@ class ModelService:
         self._start_background()
         while True:
             loaded = self._loaded.get(entry.model_id)
-            if loaded is not None and loaded.entry.path != entry.path:
-                # Re-pulled or overwritten by a copy: running streams finish on the old
-                # file, new requests after them get the new one.
+            changed = loaded is not None and (
+                loaded.entry.path != entry.path or loaded.entry.preset != entry.preset
+            )
+            if loaded is not None and changed:
+                # Re-pulled, or overwritten by a copy or a create: running streams finish on
+                # the old file (and template), new requests after them get the new one.
                 loaded.stale = True
                 if loaded.in_flight:
                     return loaded
@@ -438,9 +462,12 @@ class ModelService:
         except Exception as exc:
             raise ModelLoadError(f"could not load model '{entry.model_id}': {exc}") from exc
         facts = backend.facts
+        # A created model's own template replaces the one in its file.
+        preset = entry.preset
+        source = preset.template if preset and preset.template else facts.chat_template
         template = (
-            ChatTemplate(facts.chat_template, bos_token=facts.bos_text, eos_token=facts.eos_text)
-            if facts.chat_template
+            ChatTemplate(source, bos_token=facts.bos_text, eos_token=facts.eos_text)
+            if source
             else None
         )
         limits = EngineLimits(

@@ -3,8 +3,10 @@
 Layout::
 
     models/manifest.json           {"version": 1, "models": {"name:tag": {file, digest, ...}}}
+                                   (a created model's record adds its ``preset``)
     models/blobs/sha256-<hex>      pulled GGUF files, named by their sha256
     models/blobs/sha256-<hex>.partial   a download in progress (resumed by the next pull)
+    models/blobs/sha256-<hex>.upload-*  a POST /api/blobs upload in progress
     models/*.gguf                  files a person dropped in (listed as <stem>:latest)
 
 A copy is one more manifest name for the same file, so ``ollm cp`` costs no disk. File
@@ -19,8 +21,9 @@ import logging
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from ollm.services.models.digests import write_json_atomic
 
@@ -38,6 +41,9 @@ class ManifestRecord:
     digest: str | None = None  # hex sha256 when known
     source: str = ""  # where it came from: "hf.co/org/repo/file.gguf@commit", "copy of x:y"
     modified_at: float = 0.0  # unix time the name was written
+    # What /api/create layered over the file (system prompt, template, parameters, ...):
+    # ModelPreset.to_json(); None for pulls and plain copies. Older manifests lack it.
+    preset: dict[str, Any] | None = None
 
 
 def is_sha256_hex(value: object) -> bool:
@@ -136,7 +142,7 @@ class ModelStore:
     def put(self, name: str, record: ManifestRecord) -> None:
         """Add or replace ``name`` (stamping ``modified_at`` if unset)."""
         if not record.modified_at:
-            record = ManifestRecord(record.file, record.digest, record.source, time.time())
+            record = replace(record, modified_at=time.time())
         with self._lock:
             records = self._read()
             records[name] = record
@@ -157,9 +163,7 @@ class ModelStore:
             records = self._read()
             for name, record in records.items():
                 if record.file == old_file:
-                    records[name] = ManifestRecord(
-                        new_file, record.digest, record.source, record.modified_at
-                    )
+                    records[name] = replace(record, file=new_file)
             self._write(records)
 
     def names_for(self, path: Path) -> list[str]:
