@@ -18,6 +18,7 @@ from ollm.api.anthropic.routes import router as anthropic_router
 from ollm.api.http.auth import authenticate
 from ollm.api.http.errors import install_error_handlers
 from ollm.api.http.hosts import install_host_guard
+from ollm.api.http.json_body import install_json_body
 from ollm.api.http.limits import install_request_limits
 from ollm.api.http.ratelimit import install_rate_limit
 from ollm.api.http.request_id import RequestIdMiddleware
@@ -118,6 +119,7 @@ def create_app(settings: Settings, *, models: ModelService | None = None) -> Fas
     # Middlewares, innermost first: body limits, rate limit, the Host/Origin guard, then CORS +
     # security headers around them, so that their 413s and 429s carry the headers too.
     install_request_limits(app, settings)
+    install_json_body(app)  # outside the limits: relabelled JSON bodies get their checks
     install_rate_limit(app, settings)
     install_host_guard(app, settings)  # unknown Host names and foreign pages' writes
     install_security_headers(app, settings)
