@@ -25,7 +25,9 @@ from ollm.api.http.request_id import RequestIdMiddleware
 from ollm.api.http.security_headers import install_security_headers
 from ollm.api.http.shutdown import Drain, DrainMiddleware
 from ollm.api.http.version_header import VersionHeaderMiddleware
+from ollm.api.ollama.embeddings import router as ollama_embed_router
 from ollm.api.ollama.routes import router as ollama_router
+from ollm.api.openai.embeddings import router as openai_embed_router
 from ollm.api.openai.responses import router as responses_router
 from ollm.api.openai.routes import router as openai_router
 from ollm.api.system import router as system_router
@@ -38,6 +40,7 @@ from ollm.observability.http import HttpMetricsMiddleware
 from ollm.services.accounts.service import AccountService
 from ollm.services.chats.service import ChatService
 from ollm.services.inference.completions import CompletionService
+from ollm.services.inference.embeddings import EmbeddingService
 from ollm.services.models.service import ModelService
 from ollm.services.responses.service import ResponseService
 from ollm.services.system.info import SystemInfoService
@@ -90,6 +93,7 @@ def create_app(settings: Settings, *, models: ModelService | None = None) -> Fas
         app.state.settings = settings
         app.state.models = registry
         app.state.completions = CompletionService(registry)
+        app.state.embeddings = EmbeddingService(registry)
         app.state.metrics.attach(registry)
         app.state.system_info = SystemInfoService(registry)
         database = await _open_store(app, settings)
@@ -133,7 +137,9 @@ def create_app(settings: Settings, *, models: ModelService | None = None) -> Fas
     # With auth on, every dialect needs a session or an API key (a no-op with auth off).
     app.include_router(openai_router, dependencies=[Depends(authenticate)])
     app.include_router(responses_router, dependencies=[Depends(authenticate)])
+    app.include_router(openai_embed_router, dependencies=[Depends(authenticate)])
     app.include_router(ollama_router, dependencies=[Depends(authenticate)])
+    app.include_router(ollama_embed_router, dependencies=[Depends(authenticate)])
     app.include_router(anthropic_router, dependencies=[Depends(authenticate)])
     app.include_router(v1_router)
     app.include_router(system_router)

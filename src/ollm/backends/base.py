@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ollm.sampling import SamplingParams
 
@@ -57,7 +57,9 @@ class Sampler(Protocol):
 class Backend(Protocol):
     """A loaded model with a KV cache for ``num_sequences`` sequences: a slot of
     ``context_per_sequence`` cells each, or, when ``kv_pool_cells`` is set, one pool of that
-    many cells they share (each may then grow to ``context_per_sequence``)."""
+    many cells they share (each may then grow to ``context_per_sequence``).
+
+    A backend that can embed also implements :class:`EmbeddingBackend`."""
 
     facts: ModelFacts
     num_sequences: int
@@ -110,4 +112,25 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release native resources. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class EmbeddingBackend(Protocol):
+    """What a :class:`Backend` adds when it can embed (optional: a backend without
+    ``embed`` serves generation only, and embedding requests to it are a 400).
+
+    Embedding must not touch the generation KV cache nor wait for the engine thread: a
+    backend embeds in a context of its own, and ``embed`` is called from a worker thread
+    (one call at a time per backend; it blocks until its vectors are computed).
+    """
+
+    embedding_size: int  # numbers per vector
+    embedding_context: int  # the most tokens one input may have
+
+    def embed(
+        self, inputs: Sequence[str | Sequence[int]], *, normalize: bool = True
+    ) -> list[list[float]]:
+        """One pooled vector per input (text is tokenized with the model's special tokens;
+        token lists are used as they are), L2-normalised unless ``normalize`` is false."""
         ...

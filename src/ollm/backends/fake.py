@@ -3,10 +3,14 @@
 Token ids: ``0`` is BOS, ``1`` is EOS, and byte ``b`` is token ``b + 2``. Each sequence
 answers with ``reply(prompt_tokens)`` byte by byte, then EOS. Every ``decode`` call is
 recorded in ``calls`` so tests can check how work was batched and chunked.
+
+Embeddings (:func:`fake_embedding`) count tokens into ``embedding_size`` buckets: texts
+sharing bytes point the same way, and the vectors are exactly predictable in tests.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +26,18 @@ _OFFSET = 2
 def encode_bytes(text: str) -> list[int]:
     """Tokens for ``text`` in the fake vocabulary (no BOS)."""
     return [b + _OFFSET for b in text.encode("utf-8")]
+
+
+def fake_embedding(tokens: Sequence[int], size: int, *, normalize: bool = True) -> list[float]:
+    """The fake model's vector for ``tokens``: token ``t`` adds 1 to bucket ``t % size``
+    (so it is never zero for a non-empty input), unit length when ``normalize``."""
+    vector = [0.0] * size
+    for token in tokens:
+        vector[token % size] += 1.0
+    if not normalize:
+        return vector
+    norm = math.sqrt(sum(x * x for x in vector))
+    return [x / norm for x in vector] if norm else vector
 
 
 @dataclass
@@ -44,6 +60,9 @@ class FakeBackend:
     fail_on_call: int | None = None
     sampler_error: Exception | None = None
     calls: list[list[BatchItem]] = field(default_factory=list)
+    embedding_size: int = 16
+    embedding_context: int = 0  # 0: context_per_sequence
+    embed_calls: list[list[list[int]]] = field(default_factory=list)
     trims: list[tuple[int, int]] = field(default_factory=list)
     copies: list[tuple[int, int]] = field(default_factory=list)
     restores: list[int] = field(default_factory=list)
@@ -62,6 +81,8 @@ class FakeBackend:
 
     def __post_init__(self) -> None:
         self._kv: dict[int, list[int]] = {}
+        if not self.embedding_context:
+            self.embedding_context = self.context_per_sequence
 
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
         return ([BOS] if add_special else []) + encode_bytes(text)
@@ -103,6 +124,25 @@ class FakeBackend:
         ignore_eos = item.sampler is not None and item.sampler.params.ignore_eos
         index = item.num_generated % len(reply) if ignore_eos else item.num_generated
         return reply[index] if index < len(reply) else EOS
+
+    def embed(
+        self, inputs: Sequence[str | Sequence[int]], *, normalize: bool = True
+    ) -> list[list[float]]:
+        """:func:`fake_embedding` of each input (text tokenized with BOS); recorded in
+        ``embed_calls``."""
+        tokens = [
+            self.tokenize(item, add_special=True, parse_special=False)
+            if isinstance(item, str)
+            else list(item)
+            for item in inputs
+        ]
+        for item in tokens:
+            if not item or len(item) > self.embedding_context:
+                raise ValueError(
+                    f"fake embed: {len(item)} tokens (context {self.embedding_context})"
+                )
+        self.embed_calls.append(tokens)
+        return [fake_embedding(item, self.embedding_size, normalize=normalize) for item in tokens]
 
     def trim_sequence(self, seq_id: int, *, keep: int) -> None:
         self.trims.append((seq_id, keep))

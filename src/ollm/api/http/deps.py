@@ -15,6 +15,7 @@ from ollm.api.http.auth import CurrentPrincipal, presented_api_key
 from ollm.services.accounts.service import AccountService
 from ollm.services.chats.service import ChatService
 from ollm.services.inference.completions import CompletionService
+from ollm.services.inference.embeddings import EmbeddingService
 from ollm.services.models.service import ModelService
 from ollm.settings import Settings
 
@@ -32,6 +33,11 @@ def get_models(request: Request) -> ModelService:
 def get_completions(request: Request) -> CompletionService:
     """The service that turns prompts and chats into generations."""
     return request.app.state.completions
+
+
+def get_embeddings(request: Request) -> EmbeddingService:
+    """The service that computes embedding vectors."""
+    return request.app.state.embeddings
 
 
 def get_accounts(request: Request) -> AccountService:
@@ -69,6 +75,7 @@ def fairness_key(request: Request, principal: CurrentPrincipal) -> str:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ModelsDep = Annotated[ModelService, Depends(get_models)]
 CompletionsDep = Annotated[CompletionService, Depends(get_completions)]
+EmbeddingsDep = Annotated[EmbeddingService, Depends(get_embeddings)]
 AccountsDep = Annotated[AccountService, Depends(get_accounts)]
 ChatsDep = Annotated[ChatService, Depends(get_chats)]
 CallerDep = Annotated[str, Depends(fairness_key)]

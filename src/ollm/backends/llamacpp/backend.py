@@ -1,13 +1,21 @@
-"""The llama.cpp backend: one model, one context, one KV stream per sequence slot."""
+"""The llama.cpp backend: one model, one context, one KV stream per sequence slot, and
+(on first use) a second context for embeddings (``embedding.py``)."""
 
 from __future__ import annotations
 
 import hashlib
 import random
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from ollm.backends.base import BatchItem, ModelFacts
+from ollm.backends.llamacpp.embedding import (
+    EmbeddingUnsupportedError,
+    NativeEmbedder,
+    embedding_size,
+    names_pooling,
+)
 from ollm.backends.llamacpp.native import (
     ContextConfig,
     NativeContext,
@@ -19,11 +27,33 @@ from ollm.backends.llamacpp.native import (
     library_version,
     supports_gpu_offload,
 )
-from ollm.errors import InvalidRequestError
+from ollm.errors import InvalidRequestError, ShuttingDownError
 from ollm.sampling import SamplingParams
 from ollm.settings import EngineSettings
 
 _FINGERPRINT_SPAN = 1 << 20
+# The most tokens one input to embed may have. The embedding context holds this many KV
+# cells and decodes them in one micro-batch (llama.cpp pools within one), so its memory
+# grows with it; 4,096 is Ollama's default context.
+EMBEDDING_CONTEXT = 4096
+# A generative model computes its logits for every token it embeds (llama.cpp marks them
+# all as outputs when pooling), twice resident: the output buffer and the compute buffer.
+# Measured on smollm2 (49,152 tokens of vocabulary): +1.6 GiB RSS for one 4,096-token
+# input. So its context is what this many bytes of logits hold, at least
+# EMBEDDING_CONTEXT_MIN. Models made for embeddings have no output head and keep 4,096.
+EMBEDDING_LOGITS_BUDGET = 256 << 20
+EMBEDDING_CONTEXT_MIN = 512
+
+
+def embedding_context(vocab: int, *, generative: bool, limit: int) -> int:
+    """The most tokens one input to embed may have: :data:`EMBEDDING_CONTEXT`, or for a
+    generative model what :data:`EMBEDDING_LOGITS_BUDGET` of logits holds (in steps of
+    256, at least :data:`EMBEDDING_CONTEXT_MIN`); never more than ``limit``."""
+    size = EMBEDDING_CONTEXT
+    if generative and vocab > 0:
+        fits = EMBEDDING_LOGITS_BUDGET // (4 * vocab) // 256 * 256
+        size = min(size, max(EMBEDDING_CONTEXT_MIN, fits))
+    return max(1, min(size, limit))
 
 
 def runtime_version() -> str:
@@ -108,9 +138,14 @@ class LlamaCppBackend:
         gpu_layers: int | None = None,
         pool_cells: int | None = None,
         sequence_limit: int | None = None,
+        threads: int = 1,
     ) -> None:
         self._model = model
         self._ctx = ctx
+        self._threads = threads
+        self._embedder: NativeEmbedder | None = None
+        self._embed_lock = threading.Lock()
+        self._closed = False
         self.num_sequences = ctx.n_seq_max
         self.kv_pool_cells = pool_cells
         # In a pool a sequence may grow to the whole pool, up to what the model was trained
@@ -134,6 +169,12 @@ class LlamaCppBackend:
             fingerprint=fingerprint,
             layers=model.n_layer(),
             gpu_layers=offloaded_layers(model.n_layer(), gpu_layers, supports_gpu_offload()),
+        )
+        self.embedding_size = embedding_size(model)
+        self.embedding_context = embedding_context(
+            model.n_vocab,
+            generative=not names_pooling(model.metadata()),
+            limit=min(self.context_per_sequence, self.facts.context_train),
         )
 
     @classmethod
@@ -167,6 +208,7 @@ class LlamaCppBackend:
             # llama.cpp rounds a pool up (to 256 cells): the pool is what it allocated.
             pool_cells=ctx.n_ctx if pool is not None else None,
             sequence_limit=limit,
+            threads=settings.threads,
         )
 
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
@@ -215,6 +257,45 @@ class LlamaCppBackend:
     def copy_sequence(self, source: int, target: int) -> None:
         self._ctx.copy_sequence(source, target)
 
+    def embed(
+        self, inputs: Sequence[str | Sequence[int]], *, normalize: bool = True
+    ) -> list[list[float]]:
+        """One pooled vector per input (text, or token ids), L2-normalised unless told not
+        to. Runs in the embedding context, created on first use; blocking: call it from a
+        worker thread, never the event loop or the engine thread."""
+        tokens = [
+            self.tokenize(item, add_special=True, parse_special=False)
+            if isinstance(item, str)
+            else item
+            for item in inputs
+        ]
+        try:
+            return self._embedding_context().embed(tokens, normalize=normalize)
+        except NativeError as exc:
+            if self._closed:
+                raise ShuttingDownError("the model was unloaded while embedding") from exc
+            raise
+
+    def _embedding_context(self) -> NativeEmbedder:
+        with self._embed_lock:
+            if self._closed:
+                raise ShuttingDownError("the model is unloaded")
+            if self._embedder is None:
+                try:
+                    self._embedder = NativeEmbedder(
+                        self._model, context=self.embedding_context, threads=self._threads
+                    )
+                except EmbeddingUnsupportedError as exc:
+                    raise InvalidRequestError(
+                        f"this model cannot embed: {exc}", param="model"
+                    ) from exc
+            return self._embedder
+
     def close(self) -> None:
+        with self._embed_lock:
+            self._closed = True
+            if self._embedder is not None:
+                self._embedder.close()  # waits for a decode in progress
+                self._embedder = None
         self._ctx.close()
         self._model.close()
