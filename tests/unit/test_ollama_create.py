@@ -416,3 +416,39 @@ def test_preset_round_trips_and_ignores_garbage() -> None:
     assert ModelPreset.from_json({"parameters": [1, 2]}) is None
     cleared = preset.derive(parent="a:b", system="", messages=[])
     assert cleared.system is None and cleared.messages == () and cleared.template == "T"
+
+
+async def test_an_upload_cut_short_leaves_nothing(h: Harness) -> None:
+    data = b"q" * 10_000
+    path = f"/api/blobs/sha256:{hashlib.sha256(data).hexdigest()}"
+    messages = [
+        {"type": "http.request", "body": data[:4000], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"localhost"), (b"content-length", b"10000")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("test", 80),
+        "state": {},
+    }
+    await h.app(scope, receive, send)
+    assert (await h.client.head(path)).status_code == 404
+    blobs = h.models.registry.store.blobs_dir
+    assert list(blobs.iterdir()) == []  # the partial upload was removed
