@@ -79,3 +79,55 @@ async def test_a_model_that_does_not_think_is_untouched(tmp_path: Path) -> None:
         body = {"model": "fake:1", "messages": ASK, "stream": False}
         message = (await h.client.post("/api/chat", json=body)).json()["message"]
     assert message == {"role": "assistant", "content": "Four. <think> is a tag."}
+
+
+def sse(body: str) -> list[dict[str, Any]]:
+    return [
+        json.loads(line[len("data: ") :])
+        for line in body.splitlines()
+        if line.startswith("data: ") and line != "data: [DONE]"
+    ]
+
+
+async def test_openai_reasoning_content_apart_from_the_answer(tmp_path: Path) -> None:
+    body = {"model": "fake:1", "messages": ASK, "max_tokens": 200}
+    async with running_app(tmp_path, context=1024, reply=lambda _p: THOUGHT) as h:
+        whole = (await h.client.post("/v1/chat/completions", json=body)).json()
+        streamed = await h.client.post("/v1/chat/completions", json={**body, "stream": True})
+    message = whole["choices"][0]["message"]
+    assert message["reasoning_content"] == "Two and two make four."
+    assert message["content"] == "Four."
+    chunks = sse(streamed.text)
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert "".join(d.get("reasoning_content", "") for d in deltas) == message["reasoning_content"]
+    assert "".join(d.get("content", "") for d in deltas) == "Four."
+    # Reasoning first; no delta mixes a marker into either field.
+    first_content = next(i for i, d in enumerate(deltas) if d.get("content"))
+    assert all("reasoning_content" not in d for d in deltas[first_content:])
+    assert not any("think>" in d.get("content", "") for d in deltas)
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_openai_template_that_opens_the_block(tmp_path: Path) -> None:
+    facts = ModelFacts(vocab_size=258, context_train=4096, chat_template=OPENING_TEMPLATE)
+    reply = "Two and two make four.</think>\nFour."
+    async with running_app(tmp_path, context=1024, facts=facts, reply=lambda _p: reply) as h:
+        body = {"model": "fake:1", "messages": ASK}
+        message = (await h.client.post("/v1/chat/completions", json=body)).json()["choices"][0][
+            "message"
+        ]
+    assert message["reasoning_content"] == "Two and two make four."
+    assert message["content"] == "Four."
+
+
+async def test_openai_no_reasoning_field_for_a_model_that_does_not_think(
+    tmp_path: Path,
+) -> None:
+    async with running_app(tmp_path, reply=lambda _p: "Four.") as h:
+        body = {"model": "fake:1", "messages": ASK}
+        message = (await h.client.post("/v1/chat/completions", json=body)).json()["choices"][0][
+            "message"
+        ]
+        streamed = await h.client.post("/v1/chat/completions", json={**body, "stream": True})
+    assert message == {"role": "assistant", "content": "Four."}
+    assert "reasoning_content" not in streamed.text

@@ -487,8 +487,12 @@ class ToolCallOut(BaseModel):
 
 
 class AssistantMessage(BaseModel):
+    """The reply. ``reasoning_content``: a reasoning model's thinking, kept out of
+    ``content`` (vLLM's and DeepSeek's field); left out when the model did not think."""
+
     role: Literal["assistant"] = "assistant"
     content: str | None
+    reasoning_content: str | None = None
     tool_calls: list[ToolCallOut] | None = None
 
     @model_serializer(mode="wrap")
@@ -496,6 +500,8 @@ class AssistantMessage(BaseModel):
         data = handler(self)
         if not self.tool_calls:
             data.pop("tool_calls", None)
+        if self.reasoning_content is None:
+            data.pop("reasoning_content", None)
         return data
 
 
@@ -548,6 +554,7 @@ class ChatDelta(BaseModel):
 
     role: Literal["assistant"] | None = None
     content: str | None = None
+    reasoning_content: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
 
     @model_serializer(mode="wrap")

@@ -23,6 +23,7 @@ from ollm.api.http.streaming import (
     sse_stream,
 )
 from ollm.api.openai import schemas as s
+from ollm.chat.reasoning import ReasoningStream, SplitReply, split_reasoning
 from ollm.chat.tool_calls import ToolCallStream, parse_tool_calls
 from ollm.engine.outputs import RequestOutput
 from ollm.errors import EngineError
@@ -87,12 +88,15 @@ async def chat_completion(
         events = _chat_events(generation, include_usage=body.include_usage)
         return EventStreamResponse(sse_stream(events))
     result = await cancel_on_disconnect(request, collect(generation))
-    parsed = parse_tool_calls(result.text, generation.tools)
-    message = s.AssistantMessage(content=result.text)
+    split = split_reasoning(result.text, started=generation.thinking_open)
+    reasoning = split.reasoning or None
+    parsed = parse_tool_calls(split.content, generation.tools)
+    message = s.AssistantMessage(content=split.content, reasoning_content=reasoning)
     reason = result.finish_reason
     if parsed.calls:
         message = s.AssistantMessage(
             content=parsed.content or None,
+            reasoning_content=reasoning,
             tool_calls=[s.ToolCallOut.of(call) for call in parsed.calls],
         )
         reason = "tool_calls"
@@ -124,6 +128,7 @@ async def _chat_events(
         return chunk([s.ChatChunkChoice(delta=s.ChatDelta(**fields))])  # type: ignore[arg-type]
 
     started = False
+    split = ReasoningStream(started=generation.thinking_open)
     calls = ToolCallStream(generation.tools)
     async with aclosing(outputs(generation.stream)) as deltas:
         async for output in deltas:
@@ -132,7 +137,13 @@ async def _chat_events(
             if not started:  # OpenAI opens with the role, before any content
                 started = True
                 yield delta(role="assistant", content="")
-            text = calls.feed(output.text) if output.text else ""
+            part = split.feed(output.text) if output.text else SplitReply("", "")
+            if output.finished:
+                tail = split.finish()
+                part = SplitReply(part.reasoning + tail.reasoning, part.content + tail.content)
+            if part.reasoning:  # thinking travels apart from the answer (vLLM's field)
+                yield delta(reasoning_content=part.reasoning)
+            text = calls.feed(part.content) if part.content else ""
             if text:
                 yield delta(content=text)
             if output.finished:
