@@ -70,9 +70,9 @@ def stop_process(process: subprocess.Popen[bytes], grace_s: float = 15.0) -> Non
 
 
 @contextlib.contextmanager
-def ollm_server(workdir: Path) -> Iterator[Server]:
+def ollm_server(workdir: Path, env: dict[str, str] | None = None) -> Iterator[Server]:
     """Run ``python -m ollm serve`` with OLLM_HOME in ``workdir`` (fresh the first time, the
-    same data on a second call: a restart); always stop it afterwards."""
+    same data on a second call: a restart), plus ``env``; always stop it afterwards."""
     port = free_port()
     home = workdir / "home"
     home.mkdir(exist_ok=True)
@@ -82,10 +82,10 @@ def ollm_server(workdir: Path) -> Iterator[Server]:
         "--host", "127.0.0.1", "--port", str(port),
         "--threads", str(THREADS), "--max-running", str(MAX_RUNNING),
     ]  # fmt: skip
-    env = {**os.environ, "OLLM_HOME": str(home)}
+    environment = {**os.environ, "OLLM_HOME": str(home), **(env or {})}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     server = Server(process, f"http://127.0.0.1:{port}", log_path)
     try:

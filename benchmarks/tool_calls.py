@@ -2,13 +2,15 @@
 call, with and without the grammar.
 
 Twenty fixed prompts, each of which should be answered by calling one of four declared tools.
-Each prompt is sent twice through ``/v1/chat/completions`` at temperature 0: with
-``tool_choice: "auto"`` (free decoding; ollm only parses what the model wrote, in whatever
-syntax) and with ``tool_choice: "required"`` (decoding under the grammar built from the tools'
-JSON schemas). A reply counts as a *valid call* when it has at least one call, every call
-names a declared tool and its arguments validate against that tool's schema; as the *right
-tool* when, on top, the first call is the tool the prompt asks for. The baseline is the same
-model and server without the grammar, in the same run.
+Each prompt is sent three times through ``/v1/chat/completions`` at temperature 0: with
+``tool_choice: "auto"`` and the tool grammar off (``OLLM_TOOL_GRAMMAR=off``: free decoding;
+ollm only parses what the model wrote, in whatever syntax, the baseline), with ``"auto"``
+and the lazy grammar (the default: free until the model begins a call, then constrained),
+and with ``tool_choice: "required"`` (decoding under the grammar built from the tools'
+JSON schemas from the first token). A reply counts as a *valid call* when it has at least
+one call, every call names a declared tool and its arguments validate against that tool's
+schema; as the *right tool* when, on top, the first call is the tool the prompt asks for.
+The baseline is the same model and server without the grammar, in the same run.
 
     .venv/bin/python -m benchmarks.tool_calls
 """
@@ -147,13 +149,14 @@ def ask(client: httpx.Client, prompt: str, expected: str, choice: str) -> Outcom
     return Outcome(valid, right, reason, seconds)
 
 
-def run(base_url: str) -> dict[str, list[Outcome]]:
-    results: dict[str, list[Outcome]] = {"auto": [], "required": []}
+def run(base_url: str, modes: dict[str, str]) -> dict[str, list[Outcome]]:
+    """Each prompt with each ``modes`` row (label -> tool_choice), on one server."""
+    results: dict[str, list[Outcome]] = {label: [] for label in modes}
     with httpx.Client(base_url=base_url, timeout=300) as client:
         ask(client, "Hello", "add", "auto")  # load the model
         for prompt, expected in PROMPTS:
-            for choice in results:
-                results[choice].append(ask(client, prompt, expected, choice))
+            for label, choice in modes.items():
+                results[label].append(ask(client, prompt, expected, choice))
     return results
 
 
@@ -163,22 +166,32 @@ def print_report(results: dict[str, list[Outcome]]) -> None:
     header = f"{'tool_choice':<26} | {'valid calls':>11} | {'right tool':>10} | {'s/reply p50':>11}"
     print(header)
     print("-" * len(header))
-    labels = {"auto": "auto (no grammar)", "required": "required (schema grammar)"}
-    for choice, outcomes in results.items():
+    for label, outcomes in results.items():
         valid = sum(o.valid for o in outcomes)
         right = sum(o.right_tool for o in outcomes)
         p50 = sorted(o.seconds for o in outcomes)[len(outcomes) // 2]
-        print(f"{labels[choice]:<26} | {valid:>5}/{n} {valid / n:>4.0%} | "
+        print(f"{LABELS[label]:<26} | {valid:>5}/{n} {valid / n:>4.0%} | "
               f"{right:>4}/{n} {right / n:>4.0%} | {p50:>11.2f}")  # fmt: skip
-    for choice, outcomes in results.items():
+    for label, outcomes in results.items():
         for (prompt, _), outcome in zip(PROMPTS, outcomes, strict=True):
             if outcome.reason:
-                print(f"  {choice:<8} {prompt[:50]!r}: {outcome.reason}")
+                print(f"  {label:<8} {prompt[:50]!r}: {outcome.reason}")
+
+
+LABELS = {
+    "free": "auto (no grammar)",
+    "lazy": "auto (lazy grammar)",
+    "required": "required (schema grammar)",
+}
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="ollm-tools-") as tmp, ollm_server(Path(tmp)) as server:
-        results = run(server.base_url)
+    with tempfile.TemporaryDirectory(prefix="ollm-tools-") as tmp:
+        workdir = Path(tmp)
+        with ollm_server(workdir, {"OLLM_TOOL_GRAMMAR": "off"}) as server:
+            results = run(server.base_url, {"free": "auto"})
+        with ollm_server(workdir) as server:  # the default: lazy
+            results |= run(server.base_url, {"lazy": "auto", "required": "required"})
     print_report(results)
     return 0
 

@@ -25,10 +25,28 @@ MAX_SEED = 2**64 - 1
 
 
 @dataclass(frozen=True, slots=True)
+class TaggedCalls:
+    """Free text until the model opens a tool call with ``open`` (a special token of its
+    vocabulary, e.g. ``<tool_call>``); from there on only calls: ``open`` JSON ``close``,
+    once or (``many``) more times, each JSON matching the output's schema. A bare JSON
+    call naming one of ``names`` (as small models write them, tags left out) is
+    constrained from its ``{`` on."""
+
+    open: str
+    close: str
+    many: bool = True
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class JsonOutput:
-    """Constrain the reply to JSON: any JSON object, or one matching a JSON ``schema``."""
+    """Constrain the reply to JSON: any JSON object, or one matching a JSON ``schema``.
+
+    With ``tagged``, the constraint is lazy: it starts when the model opens a call.
+    """
 
     schema: Mapping[str, Any] | None = None
+    tagged: TaggedCalls | None = None
 
 
 @dataclass(frozen=True, slots=True)

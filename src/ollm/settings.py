@@ -322,6 +322,13 @@ class Settings(BaseSettings):
             "Default: none, cross-origin pages are refused."
         ),
     )
+    tool_grammar: Literal["lazy", "off"] = Field(
+        "lazy",
+        description=(
+            "With tool_choice auto, decode a tool call the model begins under the tools' "
+            "grammar (lazy: prose stays free), or parse what it wrote (off)."
+        ),
+    )
     signup_rate_limit: int = Field(
         10,
         ge=0,

@@ -169,6 +169,56 @@ def test_named_tool_choice_calls_that_tool(client: OpenAI) -> None:
     jsonschema.validate(json.loads(call.function.arguments), ADD["function"]["parameters"])
 
 
+# An enum and a required integer the model does not write by itself: unconstrained, it
+# answers "celsius" and leaves the station out (seen with OLLM_TOOL_GRAMMAR=off).
+STATION_WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string"},
+                "unit": {"type": "string", "enum": ["kelvin_only"]},
+                "station_code": {"type": "integer"},
+            },
+            "required": ["city", "unit", "station_code"],
+        },
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "prompt", ["What's the weather in Paris in celsius?", "Weather for Tokyo please"]
+)
+def test_auto_calls_follow_the_schema_under_the_lazy_grammar(client: OpenAI, prompt: str) -> None:
+    choice = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": prompt}],
+        tools=[STATION_WEATHER],
+        max_tokens=120,
+        **GREEDY,
+    ).choices[0]
+    assert choice.finish_reason == "tool_calls", choice.message
+    [call] = choice.message.tool_calls or []
+    arguments = json.loads(call.function.arguments)
+    jsonschema.validate(arguments, STATION_WEATHER["function"]["parameters"])
+    assert arguments["unit"] == "kelvin_only"
+
+
+def test_auto_prose_stays_free_under_the_lazy_grammar(client: OpenAI) -> None:
+    choice = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Say hello to Ann in one short sentence."}],
+        tools=[STATION_WEATHER],
+        max_tokens=40,
+        **GREEDY,
+    ).choices[0]
+    assert choice.finish_reason in ("stop", "length")
+    assert not choice.message.tool_calls and choice.message.content
+
+
 # -- the ollama client ------------------------------------------------------------------------
 
 

@@ -35,7 +35,10 @@ MISTRAL_ARGS = "[ARGS]"
 # Where a call may begin in the middle of a reply (bare JSON only counts at its start).
 MARKERS = (HERMES_OPEN, PYTHON_TAG, MISTRAL_TAG)
 
-_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+# A call in a code fence; either fence may be missing (a reply cut at the call's end, or
+# one whose call was decoded under the lazy grammar, which ends it after the JSON or its
+# closing fence).
+_FENCE = re.compile(r"^(?:```(?:json)?)?\s*(.*?)\s*(?:```)?$", re.DOTALL)
 _decoder = json.JSONDecoder()
 
 

@@ -8,6 +8,7 @@ import random
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ollm.backends.base import BatchItem, ModelFacts
 from ollm.backends.llamacpp.embedding import (
@@ -16,6 +17,7 @@ from ollm.backends.llamacpp.embedding import (
     embedding_size,
     names_pooling,
 )
+from ollm.backends.llamacpp.grammar import output_grammar
 from ollm.backends.llamacpp.native import (
     ContextConfig,
     NativeContext,
@@ -99,7 +101,7 @@ class LlamaCppSampler:
             presence_penalty=params.presence_penalty,
             penalty_last_n=params.penalty_last_n,
             seed=seed,
-            grammar=json_grammar(params.json_output.schema) if params.json_output else None,
+            **_grammar_fields(model, params),
         )
         banned = SamplerConfig(**{**_as_dict(config), "banned_tokens": tuple(eog)})
         self.params = params
@@ -120,6 +122,21 @@ class LlamaCppSampler:
         for chain in (self.free, self.banned):
             if chain is not None:
                 chain.close()
+
+
+def _grammar_fields(model: NativeModel, params: SamplingParams) -> dict[str, Any]:
+    """The sampler's grammar and lazy triggers for the request's JSON output, if any."""
+    if params.json_output is None:
+        return {}
+    tokenize = lambda text: model.tokenize(text, add_special=False, parse_special=True)  # noqa: E731
+    grammar = output_grammar(params.json_output, tokenize)
+    if grammar is None:
+        return {}
+    return {
+        "grammar": grammar.gbnf,
+        "grammar_trigger_tokens": grammar.trigger_tokens,
+        "grammar_trigger_patterns": grammar.trigger_patterns,
+    }
 
 
 def _as_dict(config: SamplerConfig) -> dict[str, object]:

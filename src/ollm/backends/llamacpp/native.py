@@ -8,6 +8,7 @@ sequences into one ``llama_batch``: llama-cpp-python's own helpers assume sequen
 from __future__ import annotations
 
 import ctypes
+import ctypes
 import json
 import logging
 import math
@@ -375,6 +376,30 @@ class SamplerConfig:
     seed: int
     banned_tokens: Sequence[int] = ()
     grammar: str | None = None
+    # Lazy grammar: unconstrained until one of these tokens is sampled, or the reply so far
+    # matches one of these expressions (see backends/llamacpp/grammar.py).
+    grammar_trigger_tokens: Sequence[int] = ()
+    grammar_trigger_patterns: Sequence[str] = ()
+
+
+def _grammar_sampler(
+    model: NativeModel, gbnf: str, tokens: Sequence[int], patterns: Sequence[str]
+) -> llama_cpp.llama_sampler_p | None:
+    if not tokens and not patterns:
+        return llama_cpp.llama_sampler_init_grammar(model.vocab, gbnf.encode("utf-8"), b"root")
+    token_array = (llama_cpp.llama_token * max(1, len(tokens)))(*tokens)
+    pattern_array = (ctypes.c_char_p * max(1, len(patterns)))(
+        *(pattern.encode("utf-8") for pattern in patterns)
+    )
+    return llama_cpp.llama_sampler_init_grammar_lazy_patterns(
+        model.vocab,
+        gbnf.encode("utf-8"),
+        b"root",
+        pattern_array,
+        len(patterns),
+        token_array,
+        len(tokens),
+    )
 
 
 class NativeSampler:
@@ -385,8 +410,11 @@ class NativeSampler:
         self._chain = chain
         add = lambda sampler: llama_cpp.llama_sampler_chain_add(chain, sampler)  # noqa: E731
         if config.grammar is not None:
-            grammar = llama_cpp.llama_sampler_init_grammar(
-                model.vocab, config.grammar.encode("utf-8"), b"root"
+            grammar = _grammar_sampler(
+                model,
+                config.grammar,
+                config.grammar_trigger_tokens,
+                config.grammar_trigger_patterns,
             )
             if not grammar:
                 self.close()

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 from ollm.chat.messages import ChatMessage, ToolChoice, ToolSpec
 from ollm.chat.reasoning import prompt_opens_thinking
+from ollm.chat.tool_calls import HERMES_CLOSE, HERMES_OPEN
 from ollm.chat.tool_grammar import tool_call_schema
 from ollm.errors import ContextLengthExceededError, InvalidRequestError
-from ollm.sampling import JsonOutput, SamplingParams
+from ollm.sampling import JsonOutput, SamplingParams, TaggedCalls
 from ollm.services.models.leases import LeasedStream
 from ollm.services.models.preset import conversation
 from ollm.services.models.service import LoadedModel, ModelService
@@ -92,6 +93,9 @@ class CompletionService:
         started = time.monotonic()
         loaded = await self.models.acquire(model, keep_alive=keep_alive)
         try:
+            lazy = self.models.settings.tool_grammar == "lazy"
+            if offered and tool_choice == "auto" and params.json_output is None and lazy:
+                params = _lazy_call_grammar(loaded, offered, params, messages)
             tokens = await _chat_tokens(loaded, messages, offered)
             generation = self._start(
                 loaded, tokens, params, user, started, param="messages", cache_tag=cache_tag
@@ -217,6 +221,30 @@ def _opens_thinking(loaded: LoadedModel, tokens: Sequence[int]) -> bool:
     """Whether the prompt ends with an opened ``<think>`` (a few tokens suffice to tell)."""
     tail = b"".join(loaded.backend.token_bytes(t) for t in tokens[-8:])
     return prompt_opens_thinking(tail.decode("utf-8", errors="ignore"))
+
+
+def _lazy_call_grammar(
+    loaded: LoadedModel,
+    offered: Sequence[ToolSpec],
+    params: SamplingParams,
+    messages: Sequence[ChatMessage],
+) -> SamplingParams:
+    """With ``tool_choice`` "auto", a model whose template frames calls in Hermes tags
+    (``<tool_call>``, Qwen's) may answer in prose, but a call it opens is decoded under
+    the tools' grammar from its first token on, so it always parses and validates.
+
+    A bare JSON call (no tags) is constrained too, except right after a tool result: there
+    small models echo the call they just made before answering, and the grammar would turn
+    every echo into a new call (measured with qwen2.5-coder:0.5b: it re-called in 6 of 6
+    round trips), where unconstrained the echo and the answer that follows stay text."""
+    template = loaded.backend.facts.chat_template or ""
+    if HERMES_OPEN not in template:
+        return params
+    after_result = bool(messages) and messages[-1].role == "tool"
+    names = () if after_result else tuple(t.name for t in offered)
+    tagged = TaggedCalls(HERMES_OPEN, HERMES_CLOSE, names=names)
+    output = JsonOutput(tool_call_schema(offered), tagged=tagged)
+    return dataclasses.replace(params, json_output=output)
 
 
 def _offered_tools(tools: Sequence[ToolSpec], choice: ToolChoice) -> tuple[ToolSpec, ...]:
