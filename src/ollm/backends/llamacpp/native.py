@@ -8,7 +8,6 @@ sequences into one ``llama_batch``: llama-cpp-python's own helpers assume sequen
 from __future__ import annotations
 
 import ctypes
-import ctypes
 import json
 import logging
 import math
