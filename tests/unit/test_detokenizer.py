@@ -25,10 +25,25 @@ def test_every_delta_is_valid_utf8_for_emoji_byte_by_byte():
     assert "".join(deltas) + detok.flush() == text
 
 
-def test_unfinished_character_at_end_becomes_replacement_char():
+def test_unfinished_character_at_end_is_dropped():
     detok = Detokenizer()
-    assert detok.push("€".encode()[:2]) == ""
-    assert detok.flush() == "\ufffd"
+    assert detok.push(b"ok " + "€".encode()[:2]) == "ok "
+    assert detok.flush() == ""
+    assert detok.text == "ok "
+
+
+def test_an_emoji_cut_by_the_token_limit_leaves_no_replacement_char():
+    emoji = "👍".encode()  # four bytes, fed one token each
+    detok = Detokenizer(stop=["</s>"])
+    deltas = [detok.push(b"Nice ")] + [detok.push(emoji[i : i + 1]) for i in range(3)]
+    assert "".join(deltas) + detok.flush() == "Nice "
+    assert "\ufffd" not in detok.text
+
+
+def test_invalid_bytes_inside_the_stream_still_show():
+    detok = Detokenizer()
+    text = detok.push(b"a\xffb") + detok.flush()
+    assert text == "a\ufffdb"  # only an unfinished tail is dropped, not bad bytes
 
 
 def test_stop_string_is_cut_and_never_emitted():

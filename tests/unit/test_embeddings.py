@@ -8,6 +8,7 @@ number a response carries is known exactly; ``embed_calls`` shows how inputs wer
 from __future__ import annotations
 
 import base64
+import json
 import math
 import struct
 from pathlib import Path
@@ -233,7 +234,7 @@ async def test_ollama_bad_types_are_400s(tmp_path: Path) -> None:
 async def test_embedding_while_a_chat_streams(tmp_path: Path) -> None:
     """Embeddings never wait for the engine: one answers while a stream is running."""
     async with (
-        running_app(tmp_path, reply=lambda _prompt: b"x" * 150) as h,
+        running_app(tmp_path, reply=lambda _prompt: "x" * 150) as h,
         h.client.stream(
             "POST",
             "/v1/chat/completions",
@@ -252,6 +253,10 @@ async def test_embedding_while_a_chat_streams(tmp_path: Path) -> None:
         rest = [line async for line in lines]
     assert embedded.status_code == 200 and len(embedded.json()["data"]) == 1
     assert "data: [DONE]" in rest
+    chunks = [json.loads(line[6:]) for line in [first, *rest] if line.startswith("data: {")]
+    assert not any("error" in chunk for chunk in chunks)
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == "x" * 150  # the stream went on whole
 
 
 def test_embedding_context_fits_a_generative_models_logits() -> None:

@@ -29,12 +29,13 @@ class Detokenizer:
         return self._release(self._decoder.decode(piece))
 
     def flush(self) -> str:
-        """End of stream: release everything held (an unfinished character becomes U+FFFD)."""
+        """End of stream: release everything held. The bytes of a character the stream
+        ended inside (a token limit that splits an emoji) are dropped: a reply never ends
+        in U+FFFD for a character the model did not get to finish."""
         if self.stopped:
             return ""
-        tail = self._release(self._decoder.decode(b"", final=True))
-        if self.stopped:
-            return tail
+        self._decoder.reset()  # the unfinished character's bytes
+        tail = ""
         tail += self._held
         self.text += self._held
         self._held = ""
