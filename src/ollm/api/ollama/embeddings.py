@@ -18,70 +18,19 @@ Unknown fields are ignored with a warning in the log, as in the rest of the dial
 
 from __future__ import annotations
 
-import logging
-import math
 import time
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, model_validator
+from pydantic import BaseModel, Field, StrictStr, field_validator
 
 from ollm.api.http.deps import EmbeddingsDep
-from ollm.api.ollama.schemas import Options
-from ollm.settings import parse_duration
-
-log = logging.getLogger(__name__)
+from ollm.api.ollama.schemas import LoadingRequest
 
 router = APIRouter(tags=["ollama"])
 
-_FOREVER_SECONDS = 1e10  # longer than this (~317 years) is kept forever
 
-
-class _EmbedBase(BaseModel):
-    """What both requests share: the model (or ``name``), ``options``, ``keep_alive``."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    model: str | None = Field(None, description="Model name, e.g. 'smollm2:135m'.")
-    name: str | None = Field(None, description="Older spelling of 'model'.")
-    options: Options = Field(default_factory=Options)
-    keep_alive: float | None = Field(
-        None, description="Seconds or a duration ('5m'); 0 unloads after, negative never."
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _warn_unknown(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(str(key) for key in data if key not in cls.model_fields)
-            if unknown:
-                log.warning("%s: ignoring unknown fields %s", cls.__name__, ", ".join(unknown))
-        return data
-
-    @field_validator("options", mode="before")
-    @classmethod
-    def _null_options(cls, value: Any) -> Any:
-        return {} if value is None else value
-
-    @field_validator("keep_alive", mode="before")
-    @classmethod
-    def _parse_keep_alive(cls, value: Any) -> float | None:
-        """Seconds, as Ollama reads it: a number or a Go duration ("5m", "1h30m")."""
-        if value is None:
-            return None
-        if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise ValueError("keep_alive must be a duration string or a number of seconds")
-        seconds = parse_duration(value)
-        if math.isnan(seconds):
-            raise ValueError("keep_alive must be a number of seconds or a duration")
-        return -1.0 if seconds > _FOREVER_SECONDS else seconds
-
-    @property
-    def model_name(self) -> str | None:
-        return self.model or self.name or None
-
-
-class EmbedRequest(_EmbedBase):
+class EmbedRequest(LoadingRequest):
     """``POST /api/embed``."""
 
     input: StrictStr | list[StrictStr] | None = Field(None, description="Text or texts.")
@@ -100,7 +49,7 @@ class EmbedRequest(_EmbedBase):
         return [self.input] if isinstance(self.input, str) else list(self.input)
 
 
-class EmbeddingsRequest(_EmbedBase):
+class EmbeddingsRequest(LoadingRequest):
     """``POST /api/embeddings`` (the older endpoint)."""
 
     prompt: StrictStr | None = Field(None, description="The text to embed.")

@@ -181,24 +181,14 @@ class _NamedModelRequest(_ModelRequest):
         return self
 
 
-class _GenerationRequest(_ModelRequest):
-    """What ``/api/chat`` and ``/api/generate`` share. The server's default model serves
-    a request that names none."""
+class LoadingRequest(_ModelRequest):
+    """What every request that loads a model shares (chat, generate, embed): ``options``
+    and ``keep_alive``."""
 
-    stream: bool = Field(True, description="NDJSON chunks (the default) or one object.")
     options: Options = Field(default_factory=Options)
     keep_alive: float | None = Field(
         None, description="Seconds or a duration ('5m'); 0 unloads after, negative never."
     )
-    format: str | dict[str, Any] | None = None
-    think: bool | str | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = None
-
-    @field_validator("stream", mode="before")
-    @classmethod
-    def _null_stream_is_default(cls, value: Any) -> Any:
-        return True if value is None else value
 
     @field_validator("options", mode="before")
     @classmethod
@@ -218,6 +208,22 @@ class _GenerationRequest(_ModelRequest):
             raise ValueError("keep_alive must be a number of seconds or a duration")
         # Centuries (or "inf") mean forever, as a negative value does: no date can say when.
         return -1.0 if seconds > _FOREVER_SECONDS else seconds
+
+
+class _GenerationRequest(LoadingRequest):
+    """What ``/api/chat`` and ``/api/generate`` share. The server's default model serves
+    a request that names none."""
+
+    stream: bool = Field(True, description="NDJSON chunks (the default) or one object.")
+    format: str | dict[str, Any] | None = None
+    think: bool | str | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+
+    @field_validator("stream", mode="before")
+    @classmethod
+    def _null_stream_is_default(cls, value: Any) -> Any:
+        return True if value is None else value
 
     @field_validator("format")
     @classmethod
