@@ -22,6 +22,8 @@ MAX_TEMPERATURE = 5.0
 MAX_REPEAT_PENALTY = 10.0
 MIN_SEED = -(2**63)  # any 64-bit seed, signed or not; the backend keeps its low 32 bits
 MAX_SEED = 2**64 - 1
+MAX_TOP_LOGPROBS = 20  # alternatives per token, as OpenAI allows
+MAX_CHOICES = 8  # sequences (``n``) one request may ask for
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +52,25 @@ class JsonOutput:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenLogprobs:
+    """What the model thought of one sampled token: its log-probability and the ``top``
+    most likely tokens with theirs, most likely first, all from a log-softmax of the raw
+    logits the sampler drew from (before temperature, penalties or a grammar)."""
+
+    token: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class SamplingParams:
     """How one sequence picks its next tokens and when it stops.
 
     ``temperature == 0`` means greedy. ``seed=None`` means a fresh random seed.
     ``max_tokens=None`` means "until the context window is full".
+    ``logprobs``: report each sampled token's log-probability and this many alternatives
+    (0 to ``MAX_TOP_LOGPROBS``); None: none are computed (they cost a pass over the
+    vocabulary per token).
     """
 
     temperature: float = 0.8
@@ -71,6 +87,7 @@ class SamplingParams:
     stop: tuple[str, ...] = field(default_factory=tuple)
     ignore_eos: bool = False
     json_output: JsonOutput | None = None
+    logprobs: int | None = None
 
     def __post_init__(self) -> None:
         _check_range("temperature", self.temperature, 0.0, MAX_TEMPERATURE)
@@ -86,6 +103,8 @@ class SamplingParams:
             _check_range("seed", self.seed, MIN_SEED, MAX_SEED)
         if self.max_tokens is not None:
             _check_range("max_tokens", self.max_tokens, 1, MAX_COUNT)
+        if self.logprobs is not None:
+            _check_range("top_logprobs", self.logprobs, 0, MAX_TOP_LOGPROBS)
 
     @property
     def greedy(self) -> bool:

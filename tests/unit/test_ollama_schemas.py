@@ -175,7 +175,6 @@ def test_unknown_top_level_fields_are_ignored(caplog: pytest.LogCaptureFixture) 
         (ChatRequest, {"messages": [{"role": "wizard", "content": "x"}]}, "role"),
         (ChatRequest, {"messages": USER, "keep_alive": "soon"}, "keep_alive"),
         (ChatRequest, {"messages": USER, "keep_alive": [1]}, "keep_alive"),
-        (GenerateRequest, {"prompt": "x", "suffix": "y"}, "suffix"),
         (GenerateRequest, {"prompt": "x", "template": "{{ .Prompt }}"}, "template"),
         (GenerateRequest, {"prompt": "x", "images": ["aGk="]}, "images"),
         (GenerateRequest, {"prompt": 5}, "prompt"),

@@ -236,8 +236,8 @@ async def test_validation_errors_are_400_naming_the_field(h: Harness) -> None:
         ({"messages": HI, "temperature": -1}, "temperature"),
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
-        ({"messages": HI, "n": 2}, "n"),
-        ({"messages": HI, "logprobs": True}, "logprobs"),
+        ({"messages": HI, "n": 9}, "n"),
+        ({"messages": HI, "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
         ({"messages": HI, "tools": [{"type": "function"}]}, "tools[0].function"),
         ({"messages": HI, "tools": [{"type": "retrieval"}]}, "tools[0].type"),
         ({"messages": HI, "response_format": {"type": "xml"}}, "response_format.type"),
@@ -245,8 +245,9 @@ async def test_validation_errors_are_400_naming_the_field(h: Harness) -> None:
     for body, param in cases:
         response = await h.client.post("/v1/chat/completions", json=body)
         assert_error(response, 400, param=param, type="invalid_request_error")
-    response = await h.client.post("/v1/completions", json={"prompt": [1, 2]})
-    assert_error(response, 400, param="prompt")
+    for prompt in ([], [100_000], [[5, 6], [-1]]):  # empty; ids outside the vocabulary
+        response = await h.client.post("/v1/completions", json={"prompt": prompt})
+        assert_error(response, 400, param="prompt")
 
 
 async def test_unknown_model_is_404(h: Harness) -> None:

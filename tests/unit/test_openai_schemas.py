@@ -108,9 +108,9 @@ def test_fields_the_openai_client_may_send_are_accepted_at_neutral_values() -> N
 @pytest.mark.parametrize(
     ("field", "value", "fragment"),
     [
-        ("n", 2, "n other than 1"),
-        ("logprobs", True, "logprobs is not supported"),
-        ("top_logprobs", 3, "top_logprobs is not supported"),
+        ("n", 9, "less than or equal to 8"),
+        ("n", 0, "greater than or equal to 1"),
+        ("top_logprobs", 21, "less than or equal to 20"),
         ("logit_bias", {"50256": -100}, "logit_bias is not supported"),
         ("functions", [{"name": "f"}], "functions (use tools) is not supported"),
         ("tool_choice", "sometimes", "tool_choice"),
@@ -217,21 +217,47 @@ def test_completion_defaults_to_sixteen_tokens() -> None:
 
 
 def test_completion_prompt_shapes() -> None:
-    one = CompletionRequest.model_validate({"prompt": ["only"]})
-    assert one.prompt == "only"
-    several = rejected(CompletionRequest, {"prompt": ["a", "b"]})
-    assert "more than one prompt" in several["message"]
-    assert several["param"] == "prompt"
-    assert "token ids" in rejected(CompletionRequest, {"prompt": [1, 2, 3]})["message"]
-    assert "token ids" in rejected(CompletionRequest, {"prompt": [[1, 2]]})["message"]
+    def prompts(value):
+        return CompletionRequest.model_validate({"prompt": value}).prompts()
+
+    assert prompts("one") == ["one"]
+    assert prompts(["only"]) == ["only"]
+    assert prompts(["a", "b"]) == ["a", "b"]
+    assert prompts([1, 2, 3]) == [[1, 2, 3]]
+    assert prompts([[1, 2], [3]]) == [[1, 2], [3]]
+    for empty in ([], [[]], [[1], []]):
+        error = rejected(CompletionRequest, {"prompt": empty})
+        assert error["param"] == "prompt" and "empty" in error["message"]
+    many = rejected(CompletionRequest, {"prompt": ["x"] * 17})
+    assert "at most 16 prompts" in many["message"]
+    assert rejected(CompletionRequest, {"prompt": [1, "a"]})["param"].startswith("prompt")
 
 
-@pytest.mark.parametrize(
-    ("field", "value"), [("echo", True), ("suffix", "end"), ("best_of", 2), ("logprobs", 2)]
-)
-def test_completion_unsupported_options(field, value) -> None:
-    error = rejected(CompletionRequest, {"prompt": "x", field: value})
-    assert error["param"] == field
+def test_chat_logprobs_options() -> None:
+    def wanted(**fields):
+        body = {"messages": [{"role": "user", "content": "hi"}], **fields}
+        return ChatCompletionRequest.model_validate(body).sampling_params().logprobs
+
+    assert wanted() is None
+    assert wanted(logprobs=False) is None
+    assert wanted(logprobs=True) == 0
+    assert wanted(logprobs=True, top_logprobs=5) == 5
+    body = {"messages": [{"role": "user", "content": "hi"}], "top_logprobs": 2}
+    assert "needs logprobs" in rejected(ChatCompletionRequest, body)["message"]
+
+
+def test_completion_logprobs_echo_and_suffix() -> None:
+    request = CompletionRequest.model_validate({"prompt": "x", "logprobs": 3, "suffix": "y"})
+    assert request.sampling_params().logprobs == 3 and request.suffix == "y"
+    assert CompletionRequest.model_validate({"prompt": "x"}).sampling_params().logprobs is None
+    assert rejected(CompletionRequest, {"prompt": "x", "logprobs": 6})["param"] == "logprobs"
+    error = rejected(CompletionRequest, {"prompt": "x", "echo": True, "logprobs": 1})
+    assert "echo with logprobs" in error["message"] and "not supported" in error["message"]
+
+
+def test_completion_best_of_is_refused() -> None:
+    error = rejected(CompletionRequest, {"prompt": "x", "best_of": 2})
+    assert error["param"] == "best_of"
     assert "not supported" in error["message"]
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from ollm.sampling import SamplingParams
+from ollm.sampling import SamplingParams, TokenLogprobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +46,18 @@ class ModelFacts:
     # Transformer blocks, and how many of them run on an accelerator (0: all on the CPU).
     layers: int = 0
     gpu_layers: int = 0
+    # Fill-in-the-middle tokens (prefix, suffix, middle) for a completion with a suffix;
+    # None: the model was not trained for it.
+    fim_tokens: tuple[int, int, int] | None = None
 
 
 class Sampler(Protocol):
-    """A per-sequence sampling state (seeded RNG, penalty history)."""
+    """A per-sequence sampling state (seeded RNG, penalty history).
+
+    When its params ask for ``logprobs``, ``decode`` sets ``last_logprobs`` to the latest
+    sampled token's (the engine reads it right after the pass)."""
+
+    last_logprobs: TokenLogprobs | None
 
     def close(self) -> None: ...
 

@@ -4,6 +4,9 @@ Token ids: ``0`` is BOS, ``1`` is EOS, and byte ``b`` is token ``b + 2``. Each s
 answers with ``reply(prompt_tokens)`` byte by byte, then EOS. Every ``decode`` call is
 recorded in ``calls`` so tests can check how work was batched and chunked.
 
+Logits (:func:`fake_logits`): the token the script answers next scores 4, the two ids after
+it 2 and 1, every other 0, so logprobs are exactly predictable too (:func:`fake_logprobs`).
+
 Embeddings (:func:`fake_embedding`) count tokens into ``embedding_size`` buckets: texts
 sharing bytes point the same way, and the vectors are exactly predictable in tests.
 """
@@ -16,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ollm.backends.base import BatchItem, ModelFacts
-from ollm.sampling import SamplingParams
+from ollm.sampling import SamplingParams, TokenLogprobs
 
 BOS = 0
 EOS = 1
@@ -40,10 +43,30 @@ def fake_embedding(tokens: Sequence[int], size: int, *, normalize: bool = True) 
     return [x / norm for x in vector] if norm else vector
 
 
+def fake_logits(token: int, vocab_size: int) -> list[float]:
+    """The fake model's logits when its script answers ``token``: 4 for it, 2 and 1 for
+    the next two ids (wrapping around the vocabulary), 0 for the rest."""
+    logits = [0.0] * vocab_size
+    for offset, value in enumerate((4.0, 2.0, 1.0)):
+        logits[(token + offset) % vocab_size] = value
+    return logits
+
+
+def fake_logprobs(token: int, vocab_size: int, top: int) -> TokenLogprobs:
+    """The log-softmax of :func:`fake_logits` at ``token``, with its ``top`` best tokens
+    (highest first, then lowest id)."""
+    logits = fake_logits(token, vocab_size)
+    log_total = math.log(sum(math.exp(x) for x in logits))
+    order = sorted(range(vocab_size), key=lambda t: (-logits[t], t))[:top]
+    best = tuple((t, logits[t] - log_total) for t in order)
+    return TokenLogprobs(token, logits[token] - log_total, best)
+
+
 @dataclass
 class FakeSampler:
     params: SamplingParams
     closed: bool = False
+    last_logprobs: TokenLogprobs | None = None  # of the latest draw, when asked
 
     def close(self) -> None:
         self.closed = True
@@ -111,7 +134,13 @@ class FakeBackend:
             if item.start_pos != len(kv):
                 raise AssertionError(f"seq {item.seq_id}: pos {item.start_pos} != {len(kv)}")
             kv.extend(item.tokens)
-            results.append(self._next(kv, item) if item.sample else None)
+            token = self._next(kv, item) if item.sample else None
+            sampler = item.sampler
+            if token is not None and isinstance(sampler, FakeSampler):
+                top = sampler.params.logprobs
+                if top is not None:  # as llama.cpp's backend: only when asked
+                    sampler.last_logprobs = fake_logprobs(token, self.facts.vocab_size, top)
+            results.append(token)
         if self.kv_pool_cells is not None:
             used = sum(len(kv) for kv in self._kv.values())
             if used > self.kv_pool_cells:  # llama.cpp would fail the batch: no KV room

@@ -166,21 +166,51 @@ class AsyncEngine:
         cache_tag: str | None = None,
     ) -> RequestStream:
         """Queue a request and return its stream. Raises 429/503-type errors at once."""
+        ids = [request_id] if request_id is not None else None
+        return self.generate_many(
+            prompt_tokens, [params], user=user, request_ids=ids, cache_tag=cache_tag
+        )[0]
+
+    def generate_many(
+        self,
+        prompt_tokens: list[int],
+        params: list[SamplingParams],
+        *,
+        user: str = "",
+        request_ids: list[str] | None = None,
+        cache_tag: str | None = None,
+    ) -> list[RequestStream]:
+        """Queue one request per entry of ``params``, all with the same prompt (the ``n``
+        choices of one API request), and return their streams in order.
+
+        The prompt is computed once: the first request runs it, and the others are queued
+        when it has, copying its KV. All are admitted or refused together (429 when they
+        do not all fit in the queue)."""
         if self._closed:
             raise ShuttingDownError("the server is shutting down")
         if not prompt_tokens:
             raise InvalidRequestError("the prompt is empty")
+        if not params:
+            raise InvalidRequestError("no sequence to generate")
         capacity = self.limits.max_running + self.limits.max_waiting
-        if len(self._mailboxes) >= capacity:
+        if len(self._mailboxes) + len(params) > capacity:
             raise QueueFullError(
                 f"the server is busy: {len(self._mailboxes)} requests in flight", retry_after=1
             )
-        request_id = request_id or f"req-{next(self._ids)}"
-        mailbox = Mailbox()
-        self._mailboxes[request_id] = mailbox
-        request = Request(request_id, list(prompt_tokens), params, user=user, cache_tag=cache_tag)
-        self._loop_thread.inbox.put(AddRequest(request))
-        return RequestStream(self, request_id, mailbox)
+        ids = request_ids or [f"req-{next(self._ids)}" for _ in params]
+        if len(ids) != len(params):
+            raise ValueError("one request id per sequence")
+        requests = [
+            Request(rid, list(prompt_tokens), p, user=user, cache_tag=cache_tag)
+            for rid, p in zip(ids, params, strict=True)
+        ]
+        streams = []
+        for request in requests:
+            mailbox = Mailbox()
+            self._mailboxes[request.request_id] = mailbox
+            streams.append(RequestStream(self, request.request_id, mailbox))
+        self._loop_thread.inbox.put(AddRequest(requests[0], tuple(requests[1:])))
+        return streams
 
     def forget_conversation(self, tag: str) -> None:
         """Drop a conversation's cached KV (memory and disk), in order with its requests."""

@@ -27,7 +27,7 @@ from ollm.engine.messages import (
     ForgetConversation,
     Shutdown,
 )
-from ollm.engine.outputs import RequestOutput
+from ollm.engine.outputs import RequestOutput, TokenLogprob
 from ollm.engine.request import Request, RequestStatus
 from ollm.engine.scheduler import ScheduledChunk, Scheduler, SchedulerOutput
 from ollm.engine.slots import CachedPrefix, SlotGrant
@@ -127,6 +127,8 @@ class EngineLoop:
         self.stats = EngineStats()
         self._emit = emit
         self._live: dict[str, _Live] = {}
+        # Requests waiting for a leader's prompt to be computed (see AddRequest.followers).
+        self._followers: dict[str, tuple[Request, ...]] = {}
         self._thread: threading.Thread | None = None
 
     def start(self, name: str = "ollm-engine") -> None:
@@ -175,7 +177,7 @@ class EngineLoop:
             if isinstance(message, Shutdown):
                 return False
             if isinstance(message, AddRequest):
-                self._add(message.request)
+                self._add(message.request, message.followers)
             elif isinstance(message, AbortRequest):
                 out: list[RequestOutput] = []
                 self._finish(message.request_id, RequestStatus.FINISHED_ABORTED, out)
@@ -187,9 +189,23 @@ class EngineLoop:
             except queue.Empty:
                 return True
 
-    def _add(self, request: Request) -> None:
+    def _add(self, request: Request, followers: tuple[Request, ...] = ()) -> None:
         self._live[request.request_id] = _Live(request, Detokenizer(request.params.stop))
         self.scheduler.add(request)
+        for follower in followers:  # known (abortable) now, queued once the prompt is in KV
+            self._live[follower.request_id] = _Live(follower, Detokenizer(follower.params.stop))
+        if followers:
+            self._followers[request.request_id] = followers
+
+    def _release_followers(self, leader: Request) -> None:
+        """Queue the requests that waited for ``leader``'s prompt (its first token was
+        sampled, or it ended): the prompt's KV is in its slot now, so each follower's slot
+        copies it (:mod:`ollm.engine.slots`) instead of computing it again."""
+        for follower in self._followers.pop(leader.request_id, ()):
+            if follower.request_id in self._live:  # not aborted meanwhile
+                follower.follower = True
+                follower.arrival = time.monotonic()
+                self.scheduler.add(follower)
 
     # -- one step --------------------------------------------------------------------
 
@@ -248,6 +264,7 @@ class EngineLoop:
         live = self._live[request.request_id]
         if len(request.output_tokens) == 1:
             request.first_token_time = time.monotonic()
+            self._release_followers(request)
         eos = self.backend.is_end_of_generation(token) and not request.params.ignore_eos
         if eos:
             request.output_tokens.pop()  # EOS ends the reply; it is not part of it
@@ -256,6 +273,8 @@ class EngineLoop:
             self.stats.generated_tokens += 1
             text = live.detokenizer.push(self.backend.token_bytes(token))
         output = self._output(request, text, token=None if eos else token)
+        if not eos and request.params.logprobs is not None:
+            output.logprobs = self._logprobs(live.sampler)
         status = self._finish_status(request, eos=eos, stopped=live.detokenizer.stopped)
         if status is None:
             return output
@@ -264,6 +283,15 @@ class EngineLoop:
         for later in tail[1:]:
             output.merge(later)
         return output
+
+    def _logprobs(self, sampler: Sampler | None) -> tuple[TokenLogprob, ...]:
+        """The latest sampled token's log-probabilities, with bytes for every token."""
+        scored = sampler.last_logprobs if sampler is not None else None
+        if scored is None:
+            return ()
+        piece = self.backend.token_bytes
+        top = tuple((piece(token), logprob) for token, logprob in scored.top)
+        return (TokenLogprob(piece(scored.token), scored.logprob, top),)
 
     def _finish_status(self, request: Request, *, eos: bool, stopped: bool) -> RequestStatus | None:
         """Why the request ends after its latest token, or None if it goes on."""
@@ -289,7 +317,8 @@ class EngineLoop:
         if live is None:
             return  # already finished (an abort racing the last token)
         request = live.request
-        self.scheduler.finish(request, status)
+        self._release_followers(request)  # they go on alone (or are aborted by their caller)
+        self.scheduler.finish(request, status)  # a follower still held back: in no queue
         if live.sampler is not None:
             live.sampler.close()
         final = self._output(request, live.detokenizer.flush())

@@ -10,7 +10,12 @@ from ollm.engine.request import Request
 
 @dataclass(frozen=True, slots=True)
 class AddRequest:
+    """Queue ``request``. ``followers`` (same prompt: the other choices of an ``n`` > 1
+    request) are queued once its prompt is computed, so they copy its KV instead of
+    computing the prompt again."""
+
     request: Request
+    followers: tuple[Request, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

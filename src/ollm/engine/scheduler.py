@@ -262,6 +262,7 @@ class Scheduler:
                 tag=request.cache_tag,
                 sharers=self._sharers(request.user),
                 exclude=copy_sources,
+                min_copy=1 if request.follower else None,
             )
             if grant.copy_from is not None:
                 copy_sources.add(grant.copy_from)

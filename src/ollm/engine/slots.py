@@ -109,10 +109,12 @@ class SlotPool:
         tag: str | None = None,
         sharers: Iterable[Sharer] = (),
         exclude: Iterable[int] = (),
+        min_copy: int | None = None,
     ) -> SlotGrant:
         """Choose a free slot for a request (see the module docstring). At least one prompt
         token is always left to compute, because sampling needs the logits of the last one.
-        ``exclude``: free slots that may not be taken (copy sources of this step)."""
+        ``exclude``: free slots that may not be taken (copy sources of this step).
+        ``min_copy``: the shortest prefix worth a copy, if not ``min_copy_tokens``."""
         excluded = set(exclude)
         free = [slot for slot in self._free.values() if slot.seq_id not in excluded]
         if not free:
@@ -140,7 +142,10 @@ class SlotPool:
                 if s.owner == owner
             ]
         for shared, seq_id in candidates:
-            if shared >= self.min_copy_tokens and shared > reused:
+            if (
+                shared >= (self.min_copy_tokens if min_copy is None else min_copy)
+                and shared > reused
+            ):
                 reused, copy_from = shared, seq_id
         return self._take(victim, reused, copy_from, owner, tag)
 

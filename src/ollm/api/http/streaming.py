@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping
+from contextlib import aclosing
 from typing import Any, TypeVar
 
 import anyio
@@ -60,6 +61,47 @@ async def outputs(stream: RequestStream) -> AsyncIterator[RequestOutput]:
     finally:
         with anyio.CancelScope(shield=True):
             await stream.aclose()  # a no-op when the request already finished
+
+
+async def merged(sources: list[AsyncIterator[T]]) -> AsyncIterator[T]:
+    """The items of every source as each arrives (the choices of an ``n`` > 1 request).
+
+    Each source runs in its own task; the first failure ends the merge with that error,
+    and however the merge ends (done, error, client gone) every source is closed, so
+    every generation behind them is aborted."""
+    if len(sources) == 1:
+        async with aclosing(sources[0]) as only:
+            async for item in only:
+                yield item
+        return
+    queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue()
+
+    async def pump(source: AsyncIterator[T]) -> None:
+        try:
+            async with aclosing(source) as items:
+                async for item in items:
+                    await queue.put((False, item))
+        except Exception as exc:
+            await queue.put((True, exc))
+            return
+        await queue.put((True, None))
+
+    tasks = [asyncio.ensure_future(pump(source)) for source in sources]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            done, item = await queue.get()
+            if not done:
+                yield item
+            elif item is not None:
+                raise item
+            else:
+                remaining -= 1
+    finally:
+        for task in tasks:
+            task.cancel()
+        with anyio.CancelScope(shield=True):
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def sse_stream(events: AsyncIterator[BaseModel | Mapping[str, Any]]) -> AsyncIterator[str]:

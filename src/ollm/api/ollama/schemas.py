@@ -2,11 +2,10 @@
 
 Ollama's rules, not OpenAI's: unknown fields and unknown ``options`` are ignored with a
 warning in the log (as Ollama does), but a known field of the wrong type is a 400.
-Features this server cannot honour (``format``, images, tools, thinking, logprobs,
-``suffix``, ``template``) are accepted only at their empty value and are a 400 "not
-supported" otherwise. Ollama's sampling defaults apply when an option is left out:
-temperature 0.8, top_k 40, top_p 0.9, repeat_penalty 1.1 over the last 64 tokens, and
-no token limit. Responses stream by default.
+Features this server cannot honour (images, logprobs, ``template``) are accepted only at
+their empty value and are a 400 "not supported" otherwise. Ollama's sampling defaults
+apply when an option is left out: temperature 0.8, top_k 40, top_p 0.9, repeat_penalty
+1.1 over the last 64 tokens, and no token limit. Responses stream by default.
 """
 
 from __future__ import annotations
@@ -382,8 +381,9 @@ class GenerateRequest(_GenerationRequest):
     """``POST /api/generate``. An empty prompt just loads (or unloads) the model.
 
     ``raw`` sends the prompt as it is; otherwise it is the user turn of the model's chat
-    template, after ``system``. ``context`` (token ids of an earlier exchange, deprecated
-    in Ollama) is accepted and ignored.
+    template, after ``system``. A ``suffix`` makes it a fill-in-the-middle completion
+    between ``prompt`` and it (code models with FIM tokens; others are a 400). ``context``
+    (token ids of an earlier exchange, deprecated in Ollama) is accepted and ignored.
     """
 
     prompt: str = ""
@@ -404,7 +404,7 @@ class GenerateRequest(_GenerationRequest):
     def _null_raw(cls, value: Any) -> Any:
         return False if value is None else value
 
-    @field_validator("suffix", "template", "images")
+    @field_validator("template", "images")
     @classmethod
     def _empty_only(cls, value: Any, info: ValidationInfo) -> Any:
         if value:

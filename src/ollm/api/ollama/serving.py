@@ -129,7 +129,11 @@ async def generate(
     if not body.prompt:
         return await load_or_unload(models, body.model_name, body.keep_alive, generate_wrap)
     params = body.sampling_params(context_length=_context_length(models))
-    templated = not body.raw and (await models.get(body.model_name)).template is not None
+    templated = (
+        not body.raw
+        and body.suffix is None
+        and (await models.get(body.model_name)).template is not None
+    )
 
     def start(p: SamplingParams) -> Awaitable[Generation]:
         if templated:
@@ -142,7 +146,12 @@ async def generate(
             )
         prompt = body.prompt if body.raw or not body.system else f"{body.system}\n\n{body.prompt}"
         return service.complete(
-            model=body.model_name, prompt=prompt, params=p, user=caller, keep_alive=body.keep_alive
+            model=body.model_name,
+            prompt=prompt,
+            params=p,
+            user=caller,
+            keep_alive=body.keep_alive,
+            suffix=body.suffix,
         )
 
     generation = await start_generation(start, params)

@@ -2,8 +2,8 @@
 
 Requests forbid unknown fields (a misspelt option is a 400 naming it, never silently
 ignored) but accept every field the official ``openai`` client may send; fields we
-cannot honour are accepted only at their neutral value (``n=1``, ``logprobs=false``,
-``tools`` empty...) and are a 400 "not supported" otherwise. OpenAI's defaults apply
+cannot honour are accepted only at their neutral value (``logit_bias`` empty,
+``best_of=1``...) and are a 400 "not supported" otherwise. OpenAI's defaults apply
 when a field is left out: temperature 1.0, top_p 1.0, and 16 tokens for legacy
 completions.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import (
     BaseModel,
@@ -25,12 +25,25 @@ from pydantic import (
 )
 
 from ollm.chat.messages import ChatMessage, ToolCall, ToolChoice, ToolSpec
-from ollm.sampling import MAX_COUNT, MAX_SEED, MIN_SEED, JsonOutput, SamplingParams
+from ollm.engine.outputs import TokenLogprob
+from ollm.sampling import (
+    MAX_CHOICES,
+    MAX_COUNT,
+    MAX_SEED,
+    MAX_TOP_LOGPROBS,
+    MIN_SEED,
+    JsonOutput,
+    SamplingParams,
+)
 
 MAX_STOP_STRINGS = 16
 OPENAI_TEMPERATURE = 1.0
 OPENAI_TOP_P = 1.0
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+MAX_COMPLETION_LOGPROBS = 5  # legacy completions' ``logprobs`` limit, as OpenAI's
+MAX_PROMPTS = 16  # prompts in one legacy completion request
+# JSON has no -inf: a token the model rules out gets this (vLLM's choice too).
+MIN_LOGPROB = -9999.0
 
 FinishReason = Literal["stop", "length", "tool_calls"]
 
@@ -58,7 +71,9 @@ class _GenerationRequest(_Strict):
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     logit_bias: dict[str, float] | None = None
     max_tokens: int | None = Field(None, ge=1, le=MAX_COUNT, description="Most tokens to generate.")
-    n: int | None = Field(None, description="Only 1 is supported.")
+    n: int | None = Field(
+        None, ge=1, le=MAX_CHOICES, description="Choices to generate; the prompt is computed once."
+    )
     seed: int | None = Field(
         None, ge=MIN_SEED, le=MAX_SEED, description="Same seed and parameters, same output."
     )
@@ -74,13 +89,6 @@ class _GenerationRequest(_Strict):
     repetition_penalty: float | None = Field(None, gt=0.0, le=10.0)
     min_tokens: int | None = Field(None, ge=0)
     ignore_eos: bool | None = False
-
-    @field_validator("n")
-    @classmethod
-    def _only_one_choice(cls, value: int | None) -> int | None:
-        if value not in (None, 1):
-            raise _not_supported("n other than 1")
-        return value
 
     @field_validator("logit_bias")
     @classmethod
@@ -121,6 +129,15 @@ class _GenerationRequest(_Strict):
         return self.max_tokens
 
     @property
+    def num_choices(self) -> int:
+        return self.n or 1
+
+    def logprobs_wanted(self) -> int | None:
+        """Alternatives per token to report (0: only the sampled token's logprob), or None
+        for no logprobs at all."""
+        return None
+
+    @property
     def include_usage(self) -> bool:
         """Whether a streamed response ends with a usage chunk."""
         return bool(self.stream and self.stream_options and self.stream_options.include_usage)
@@ -141,6 +158,7 @@ class _GenerationRequest(_Strict):
             min_tokens=self.min_tokens or 0,
             stop=tuple(stop),
             ignore_eos=bool(self.ignore_eos),
+            logprobs=self.logprobs_wanted(),
         )
 
 
@@ -302,8 +320,10 @@ class ChatCompletionRequest(_GenerationRequest):
     max_completion_tokens: int | None = Field(
         None, ge=1, le=MAX_COUNT, description="Alias of max_tokens."
     )
-    logprobs: bool | None = None
-    top_logprobs: int | None = None
+    logprobs: bool | None = Field(None, description="Return each token's log-probability.")
+    top_logprobs: int | None = Field(
+        None, ge=0, le=MAX_TOP_LOGPROBS, description="Most likely alternatives per token."
+    )
     response_format: ResponseFormat | None = None
     tools: list[ToolIn] | None = Field(None, max_length=128)
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
@@ -331,19 +351,14 @@ class ChatCompletionRequest(_GenerationRequest):
             return params
         return dataclasses.replace(params, json_output=self.response_format.json_output())
 
-    @field_validator("logprobs")
-    @classmethod
-    def _no_logprobs(cls, value: bool | None) -> bool | None:
-        if value:
-            raise _not_supported("logprobs")
-        return value
+    @model_validator(mode="after")
+    def _top_logprobs_need_logprobs(self) -> ChatCompletionRequest:
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs set to true")
+        return self
 
-    @field_validator("top_logprobs")
-    @classmethod
-    def _no_top_logprobs(cls, value: int | None) -> int | None:
-        if value:
-            raise _not_supported("top_logprobs")
-        return value
+    def logprobs_wanted(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     @field_validator("functions", "store")
     @classmethod
@@ -403,30 +418,39 @@ class ChatCompletionRequest(_GenerationRequest):
 # -- legacy completions -------------------------------------------------------------------
 
 
-class CompletionRequest(_GenerationRequest):
-    """``POST /v1/completions``: one text prompt."""
+Prompt = str | list[int]
 
-    prompt: str
+
+class CompletionRequest(_GenerationRequest):
+    """``POST /v1/completions``: a text prompt, a list of them, or token ids (one list or
+    a list of lists); each prompt gets ``n`` choices, indexed prompt by prompt."""
+
+    prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: int | None = Field(
         COMPLETIONS_DEFAULT_MAX_TOKENS, ge=1, description="Most tokens to generate (16)."
     )
     best_of: int | None = None
-    echo: bool | None = False
-    logprobs: int | None = None
-    suffix: str | None = None
+    echo: bool | None = Field(False, description="Put the prompt before each completion.")
+    logprobs: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_COMPLETION_LOGPROBS,
+        description="Log-probabilities of each token and of this many alternatives.",
+    )
+    suffix: str | None = Field(
+        None, description="Text after the completion (fill-in-the-middle models only)."
+    )
 
-    @field_validator("prompt", mode="before")
+    @field_validator("prompt")
     @classmethod
-    def _one_text_prompt(cls, value: Any) -> Any:
-        if not isinstance(value, list):
-            return value
-        if value and all(isinstance(item, str) for item in value):
-            if len(value) == 1:
-                return value[0]
-            raise _not_supported("more than one prompt per request")
-        if value:
-            raise _not_supported("a prompt of token ids (send text)")
-        raise ValueError("the prompt must not be empty")
+    def _prompts_not_empty(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            if not value or any(isinstance(item, list) and not item for item in value):
+                raise ValueError("the prompt must not be empty")
+            count = len(value) if isinstance(value[0], str | list) else 1
+            if count > MAX_PROMPTS:
+                raise ValueError(f"at most {MAX_PROMPTS} prompts per request")
+        return value
 
     @field_validator("best_of")
     @classmethod
@@ -435,12 +459,23 @@ class CompletionRequest(_GenerationRequest):
             raise _not_supported("best_of other than 1")
         return value
 
-    @field_validator("echo", "logprobs", "suffix")
-    @classmethod
-    def _falsy_only(cls, value: Any, info: ValidationInfo) -> Any:
-        if value:
-            raise _not_supported(info.field_name)
-        return value
+    @model_validator(mode="after")
+    def _echo_without_prompt_logprobs(self) -> CompletionRequest:
+        if self.echo and self.logprobs is not None:
+            raise _not_supported("echo with logprobs (the prompt's logprobs)")
+        return self
+
+    def prompts(self) -> list[Prompt]:
+        """Each prompt to complete: text, or token ids."""
+        value = self.prompt
+        if isinstance(value, str):
+            return [value]
+        if value and isinstance(value[0], int):
+            return [cast(list[int], value)]
+        return cast(list[Prompt], list(value))
+
+    def logprobs_wanted(self) -> int | None:
+        return self.logprobs
 
 
 # -- responses ----------------------------------------------------------------------------
@@ -505,10 +540,46 @@ class AssistantMessage(BaseModel):
         return data
 
 
+class TopLogprob(BaseModel):
+    """A likely token at one position: its text, log-probability and UTF-8 bytes."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+    @classmethod
+    def of(cls, piece: bytes, logprob: float) -> TopLogprob:
+        text = piece.decode("utf-8", errors="replace")
+        return cls(token=text, logprob=max(logprob, MIN_LOGPROB), bytes=list(piece))
+
+
+class ChatTokenLogprob(TopLogprob):
+    """A generated token, as the model scored it, and the likeliest alternatives there."""
+
+    top_logprobs: list[TopLogprob]
+
+    @classmethod
+    def of_token(cls, entry: TokenLogprob) -> ChatTokenLogprob:
+        head = TopLogprob.of(entry.token, entry.logprob)
+        top = [TopLogprob.of(piece, logprob) for piece, logprob in entry.top]
+        return cls(**head.model_dump(), top_logprobs=top)
+
+
+class ChatLogprobs(BaseModel):
+    """``choices[].logprobs`` of a chat completion (or of one streamed chunk)."""
+
+    content: list[ChatTokenLogprob] | None
+    refusal: list[ChatTokenLogprob] | None = None
+
+    @classmethod
+    def of(cls, entries: tuple[TokenLogprob, ...]) -> ChatLogprobs:
+        return cls(content=[ChatTokenLogprob.of_token(entry) for entry in entries])
+
+
 class ChatChoice(BaseModel):
     index: int = 0
     message: AssistantMessage
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
     finish_reason: FinishReason
 
 
@@ -565,7 +636,7 @@ class ChatDelta(BaseModel):
 class ChatChunkChoice(BaseModel):
     index: int = 0
     delta: ChatDelta
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
     finish_reason: FinishReason | None = None
 
 
@@ -581,10 +652,45 @@ class ChatCompletionChunk(BaseModel):
     usage: Usage | None = None
 
 
+class CompletionLogprobs(BaseModel):
+    """Legacy ``choices[].logprobs``: parallel lists, one entry per generated token;
+    ``text_offset`` is where each token starts in the choice's text (in characters)."""
+
+    tokens: list[str]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float]] | None
+    text_offset: list[int]
+
+    @classmethod
+    def of(cls, entries: tuple[TokenLogprob, ...], *, offset: int, top: int) -> CompletionLogprobs:
+        """``entries`` as generated, the first starting at character ``offset``."""
+        tokens, offsets = [], []
+        for entry in entries:
+            text = entry.token.decode("utf-8", errors="replace")
+            tokens.append(text)
+            offsets.append(offset)
+            offset += len(text)
+        best = None
+        if top:
+            best = [
+                {
+                    piece.decode("utf-8", errors="replace"): max(lp, MIN_LOGPROB)
+                    for piece, lp in entry.top
+                }
+                for entry in entries
+            ]
+        return cls(
+            tokens=tokens,
+            token_logprobs=[max(entry.logprob, MIN_LOGPROB) for entry in entries],
+            top_logprobs=best,
+            text_offset=offsets,
+        )
+
+
 class CompletionChoice(BaseModel):
     index: int = 0
     text: str
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
     finish_reason: FinishReason | None = None
 
 

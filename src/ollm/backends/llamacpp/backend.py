@@ -18,6 +18,7 @@ from ollm.backends.llamacpp.embedding import (
     names_pooling,
 )
 from ollm.backends.llamacpp.grammar import output_grammar
+from ollm.backends.llamacpp.logprobs import token_logprobs
 from ollm.backends.llamacpp.native import (
     ContextConfig,
     NativeContext,
@@ -30,7 +31,7 @@ from ollm.backends.llamacpp.native import (
     supports_gpu_offload,
 )
 from ollm.errors import InvalidRequestError, ShuttingDownError
-from ollm.sampling import SamplingParams
+from ollm.sampling import SamplingParams, TokenLogprobs
 from ollm.settings import EngineSettings
 
 _FINGERPRINT_SPAN = 1 << 20
@@ -105,6 +106,7 @@ class LlamaCppSampler:
         )
         banned = SamplerConfig(**{**_as_dict(config), "banned_tokens": tuple(eog)})
         self.params = params
+        self.last_logprobs: TokenLogprobs | None = None  # of the latest draw, when asked
         self.free = NativeSampler(model, config) if not params.ignore_eos else None
         self.banned = (
             NativeSampler(model, banned) if params.ignore_eos or params.min_tokens else None
@@ -186,6 +188,7 @@ class LlamaCppBackend:
             fingerprint=fingerprint,
             layers=model.n_layer(),
             gpu_layers=offloaded_layers(model.n_layer(), gpu_layers, supports_gpu_offload()),
+            fim_tokens=model.fim_tokens(),
         )
         self.embedding_size = embedding_size(model)
         self.embedding_context = embedding_context(
@@ -259,7 +262,11 @@ class LlamaCppBackend:
                 continue
             sampler = item.sampler
             assert isinstance(sampler, LlamaCppSampler)
-            results.append(sampler.pick(item.num_generated).sample(self._ctx, row))
+            token = sampler.pick(item.num_generated).sample(self._ctx, row)
+            if sampler.params.logprobs is not None:
+                logits = self._ctx.logits(row, self._model.n_vocab)
+                sampler.last_logprobs = token_logprobs(logits, token, sampler.params.logprobs)
+            results.append(token)
         return results
 
     def trim_sequence(self, seq_id: int, *, keep: int) -> None:

@@ -157,6 +157,16 @@ class NativeModel:
     def eos(self) -> int:
         return llama_cpp.llama_vocab_eos(self._vocab)
 
+    def fim_tokens(self) -> tuple[int, int, int] | None:
+        """The fill-in-the-middle tokens (prefix, suffix, middle) of a code model such as
+        Qwen2.5-Coder, or None when the vocabulary lacks any of them."""
+        tokens = (
+            llama_cpp.llama_vocab_fim_pre(self._vocab),
+            llama_cpp.llama_vocab_fim_suf(self._vocab),
+            llama_cpp.llama_vocab_fim_mid(self._vocab),
+        )
+        return tokens if all(t >= 0 for t in tokens) else None
+
     def adds_bos(self) -> bool:
         return bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
 
@@ -279,6 +289,17 @@ class NativeContext:
         rc = llama_cpp.llama_decode(self.handle, self.batch.raw)
         if rc != 0:
             raise NativeError(f"llama_decode failed with code {rc}")
+
+    def logits(self, row: int, n_vocab: int) -> Any:
+        """The raw logits of batch row ``row`` of the last decode, as a float32 numpy
+        array of ``n_vocab`` (a view into llama.cpp's buffer: read it before the next
+        decode; samplers do not write to it)."""
+        import numpy as np  # a dependency of llama_cpp; only needed for logprobs
+
+        pointer = llama_cpp.llama_get_logits_ith(self.handle, row)
+        if not pointer:
+            raise NativeError(f"llama.cpp has no logits for batch row {row}")
+        return np.ctypeslib.as_array(pointer, shape=(n_vocab,))
 
     def trim_sequence(self, seq_id: int, keep: int) -> None:
         """Drop the sequence's KV from position ``keep`` on (0: all of it)."""

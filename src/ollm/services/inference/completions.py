@@ -22,7 +22,7 @@ from ollm.chat.reasoning import prompt_opens_thinking
 from ollm.chat.tool_calls import HERMES_CLOSE, HERMES_OPEN
 from ollm.chat.tool_grammar import tool_call_schema
 from ollm.errors import ContextLengthExceededError, InvalidRequestError
-from ollm.sampling import JsonOutput, SamplingParams, TaggedCalls
+from ollm.sampling import MAX_CHOICES, MAX_SEED, JsonOutput, SamplingParams, TaggedCalls
 from ollm.services.models.leases import LeasedStream
 from ollm.services.models.preset import conversation
 from ollm.services.models.service import LoadedModel, ModelService
@@ -30,9 +30,10 @@ from ollm.services.models.service import LoadedModel, ModelService
 
 @dataclass(slots=True)
 class Generation:
-    """A request the engine has accepted; iterate ``stream`` for its deltas.
+    """A request the engine has accepted; iterate ``stream`` for its deltas (``streams``:
+    one per choice when ``n`` > 1, the first being ``stream``).
 
-    The stream holds the model loaded until it finishes or is closed (``aclose()``).
+    Each stream holds the model loaded until it finishes or is closed (``aclose()``).
     ``load_duration`` is the seconds spent waiting for the model to be loaded. ``tools``
     are the functions the reply may call: the dialect parses its text for calls to them
     (empty: the reply is plain text).
@@ -42,12 +43,23 @@ class Generation:
     model_id: str
     created: int
     num_prompt_tokens: int
-    stream: LeasedStream
+    streams: list[LeasedStream]
     load_duration: float = 0.0
     tools: tuple[ToolSpec, ...] = ()
     # The chat template opened a thinking block at the end of the prompt: the reply starts
     # inside it (see ollm.chat.reasoning).
     thinking_open: bool = False
+    # A completion's prompt as text (what ``echo`` shows back; token ids decoded).
+    prompt_text: str = ""
+
+    @property
+    def stream(self) -> LeasedStream:
+        return self.streams[0]
+
+    async def aclose(self) -> None:
+        """Abort every choice still running and give back their holds on the model."""
+        for stream in self.streams:
+            await stream.aclose()
 
 
 class CompletionService:
@@ -67,6 +79,7 @@ class CompletionService:
         cache_tag: str | None = None,
         tools: Sequence[ToolSpec] = (),
         tool_choice: ToolChoice = "auto",
+        n: int = 1,
     ) -> Generation:
         """Start a chat completion: render with the model's template, then generate.
 
@@ -78,6 +91,8 @@ class CompletionService:
         place for them is a 400). ``tool_choice`` "none" leaves them out; "required" or a
         function's name constrains decoding with a grammar built from the tools' schemas,
         so the reply is always a call that parses and matches its schema.
+
+        ``n`` choices share the prompt, computed once; choice ``i`` samples with ``seed + i``.
         """
         if not messages:
             raise InvalidRequestError("messages must not be empty", param="messages")
@@ -98,7 +113,7 @@ class CompletionService:
                 params = _lazy_call_grammar(loaded, offered, params, messages)
             tokens = await _chat_tokens(loaded, messages, offered)
             generation = self._start(
-                loaded, tokens, params, user, started, param="messages", cache_tag=cache_tag
+                loaded, tokens, params, user, started, param="messages", cache_tag=cache_tag, n=n
             )
             generation.tools = offered
             generation.thinking_open = _opens_thinking(loaded, tokens)
@@ -131,19 +146,30 @@ class CompletionService:
         self,
         *,
         model: str | None,
-        prompt: str,
+        prompt: str | Sequence[int],
         params: SamplingParams,
         user: str = "",
         keep_alive: float | None = None,
+        suffix: str | None = None,
+        n: int = 1,
     ) -> Generation:
-        """Start a plain text completion of ``prompt`` (``keep_alive`` as for :meth:`chat`)."""
+        """Start a plain text completion of ``prompt`` (``keep_alive`` and ``n`` as for
+        :meth:`chat`): text, or token ids as they are.
+
+        With a ``suffix`` the model fills in the middle between ``prompt`` and it, in its
+        fill-in-the-middle format (a code model's FIM tokens); a model without them is a
+        400."""
         started = time.monotonic()
         loaded = await self.models.acquire(model, keep_alive=keep_alive)
         try:
-            tokens = await _off_loop_if_long(
-                len(prompt), lambda: loaded.tokenize(prompt, special=False)
-            )
-            return self._start(loaded, tokens, params, user, started, param="prompt")
+            tokens = await _prompt_tokens(loaded, prompt, suffix)
+            generation = self._start(loaded, tokens, params, user, started, param="prompt", n=n)
+            if isinstance(prompt, str):
+                generation.prompt_text = prompt
+            else:
+                pieces = b"".join(loaded.backend.token_bytes(t) for t in prompt)
+                generation.prompt_text = pieces.decode("utf-8", errors="replace")
+            return generation
         except BaseException:
             self.models.release(loaded)
             raise
@@ -158,17 +184,25 @@ class CompletionService:
         *,
         param: str,
         cache_tag: str | None = None,
+        n: int = 1,
     ) -> Generation:
-        """Queue the request; its stream releases ``loaded`` when it ends."""
+        """Queue the request (``n`` sequences of it); each stream releases a hold on
+        ``loaded`` when it ends (the caller's hold is the first one's)."""
         if not tokens:
             raise InvalidRequestError("the prompt is empty", param=param)
+        if not 1 <= n <= MAX_CHOICES:
+            raise InvalidRequestError(f"n must be between 1 and {MAX_CHOICES}", param="n")
         self._check_fits(loaded, len(tokens), params, param)
         loaded.backend.check_params(params)
         request_id = uuid.uuid4().hex
-        stream = loaded.engine.generate(
-            tokens, params, user=user, request_id=request_id, cache_tag=cache_tag
+        ids = [request_id] + [f"{request_id}-{i}" for i in range(1, n)]
+        streams = loaded.engine.generate_many(
+            tokens, _choice_params(params, n), user=user, request_ids=ids, cache_tag=cache_tag
         )
-        leased = LeasedStream(stream, lambda: self.models.release(loaded))
+        leased = [LeasedStream(streams[0], lambda: self.models.release(loaded))]
+        for stream in streams[1:]:
+            self.models.acquire_again(loaded)
+            leased.append(LeasedStream(stream, lambda: self.models.release(loaded)))
         return Generation(
             request_id,
             loaded.model_id,
@@ -215,6 +249,48 @@ async def _chat_tokens(
         sum(len(m.content) for m in messages),
         lambda: loaded.tokenize(template.render(messages, tools=tools)),
     )
+
+
+def _choice_params(params: SamplingParams, n: int) -> list[SamplingParams]:
+    """Choice ``i`` samples with ``seed + i`` (wrapping within the seed range), so a seeded
+    request gives the same ``n`` answers each time, and different ones among them."""
+    if params.seed is None or n == 1:
+        return [params] * n
+    span = MAX_SEED + 1
+    return [dataclasses.replace(params, seed=(params.seed + i) % span) for i in range(n)]
+
+
+async def _prompt_tokens(
+    loaded: LoadedModel, prompt: str | Sequence[int], suffix: str | None
+) -> list[int]:
+    """A completion's prompt as tokens: text tokenized (special tokens as plain text), or
+    ids checked against the vocabulary; with ``suffix``, in the fill-in-the-middle form."""
+    facts = loaded.backend.facts
+    if suffix is not None and facts.fim_tokens is None:
+        raise InvalidRequestError(
+            f"model '{loaded.model_id}' has no fill-in-the-middle tokens, so it cannot "
+            "complete with a suffix",
+            param="suffix",
+        )
+    if not isinstance(prompt, str):
+        bad = next((t for t in prompt if not 0 <= t < facts.vocab_size), None)
+        if bad is not None:
+            raise InvalidRequestError(
+                f"token id {bad} is outside the model's vocabulary (0 to {facts.vocab_size - 1})",
+                param="prompt",
+            )
+        tokens = list(prompt)
+    elif suffix is None:
+        return await _off_loop_if_long(len(prompt), lambda: loaded.tokenize(prompt, special=False))
+    else:
+        tokens = loaded.backend.tokenize(prompt, add_special=False, parse_special=False)
+    if suffix is None or facts.fim_tokens is None:
+        return tokens
+    prefix_token, suffix_token, middle_token = facts.fim_tokens
+    after = loaded.backend.tokenize(suffix, add_special=False, parse_special=False)
+    # llama-server's /infill order: <PRE> prefix <SUF> suffix <MID>, and the model writes
+    # the middle. (Its BOS is left out: Qwen2.5-Coder, for one, has none.)
+    return [prefix_token, *tokens, suffix_token, *after, middle_token]
 
 
 def _opens_thinking(loaded: LoadedModel, tokens: Sequence[int]) -> bool:

@@ -254,6 +254,13 @@ class ModelService:
         self._touch(loaded, keep_alive)
         return loaded
 
+    def acquire_again(self, loaded: LoadedModel) -> None:
+        """One more hold on a model the caller holds already (each choice of an ``n`` > 1
+        request holds it until its own stream ends)."""
+        if loaded.in_flight <= 0:
+            raise RuntimeError(f"{loaded.model_id} is not held")
+        loaded.in_flight += 1
+
     def release(self, loaded: LoadedModel) -> None:
         """Give back one hold from :meth:`acquire`. Starts its keep-alive countdown when the
         last one goes, or unloads it at once if its keep-alive is 0."""
