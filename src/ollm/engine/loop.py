@@ -203,7 +203,7 @@ class EngineLoop:
         copies it (:mod:`ollm.engine.slots`) instead of computing it again."""
         for follower in self._followers.pop(leader.request_id, ()):
             if follower.request_id in self._live:  # not aborted meanwhile
-                follower.follower = True
+                follower.leader = leader
                 follower.arrival = time.monotonic()
                 self.scheduler.add(follower)
 

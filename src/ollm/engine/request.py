@@ -49,9 +49,9 @@ class Request:
     # and readmitted, every token it had (its reply so far is recomputed, not resampled).
     prefill_until: int = 0
     preemptions: int = 0
-    # Another choice of the same API request whose prompt KV this one copies, however
-    # short (see ollm.engine.messages.AddRequest).
-    follower: bool = False
+    # The first choice of the same API request, whose prompt KV this one copies however
+    # short (see ollm.engine.messages.AddRequest); None for a request of its own.
+    leader: Request | None = None
 
     @property
     def num_prompt_tokens(self) -> int:

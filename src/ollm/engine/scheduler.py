@@ -256,14 +256,7 @@ class Scheduler:
             request = self.waiting.pop(self.running_per_user())
             known = request.prompt_tokens + request.output_tokens  # a readmitted one's too
             request.prefill_until = request.num_tokens if request.output_tokens else 0
-            grant = self.slots.allocate(
-                request.user,
-                known,
-                tag=request.cache_tag,
-                sharers=self._sharers(request.user),
-                exclude=copy_sources,
-                min_copy=1 if request.follower else None,
-            )
+            grant = self._allocate(request, known, copy_sources)
             if grant.copy_from is not None:
                 copy_sources.add(grant.copy_from)
             request.seq_id = grant.seq_id
@@ -274,6 +267,32 @@ class Scheduler:
             output.admitted.append(request)
             budget -= self._prefill_chunk(request, budget, output)
         return output
+
+    def _allocate(self, request: Request, known: list[int], copy_sources: set[int]) -> SlotGrant:
+        """A slot for ``request``. Another choice of a running leader copies the leader's
+        own prompt KV, whatever its length, rather than reuse a cached slot: the n choices
+        then attend over the very same cells (another slot's copy of that prefix may have
+        been computed in other batches, so its values, and the choice, could differ)."""
+        leader = request.leader
+        if leader is not None and leader.seq_id is not None and leader in self.running:
+            sharer = Sharer(
+                leader.seq_id, request.user, leader.prompt_tokens[: leader.num_computed]
+            )
+            return self.slots.allocate(
+                request.user,
+                known,
+                tag=request.cache_tag,
+                sharers=[sharer],
+                exclude=copy_sources,
+                only_copy=True,
+            )
+        return self.slots.allocate(
+            request.user,
+            known,
+            tag=request.cache_tag,
+            sharers=self._sharers(request.user),
+            exclude=copy_sources,
+        )
 
     def _sharers(self, owner: str) -> list[Sharer]:
         """The owner's running sequences, with the prompt tokens already in their KV."""

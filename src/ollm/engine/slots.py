@@ -109,12 +109,13 @@ class SlotPool:
         tag: str | None = None,
         sharers: Iterable[Sharer] = (),
         exclude: Iterable[int] = (),
-        min_copy: int | None = None,
+        only_copy: bool = False,
     ) -> SlotGrant:
         """Choose a free slot for a request (see the module docstring). At least one prompt
         token is always left to compute, because sampling needs the logits of the last one.
         ``exclude``: free slots that may not be taken (copy sources of this step).
-        ``min_copy``: the shortest prefix worth a copy, if not ``min_copy_tokens``."""
+        ``only_copy``: take the emptiest, least recently used slot and copy the prefix from
+        ``sharers`` alone, however short (another choice of the same request)."""
         excluded = set(exclude)
         free = [slot for slot in self._free.values() if slot.seq_id not in excluded]
         if not free:
@@ -125,6 +126,14 @@ class SlotPool:
             for slot in free:
                 if slot.owner == owner and slot.tokens:
                     shares[slot.seq_id] = min(common_prefix(slot.tokens, prompt), limit)
+        if only_copy:
+            victim = min(free, key=lambda s: (bool(s.tokens), s.last_used))
+            reused, copy_from = 0, None
+            for sharer in sharers:
+                shared = min(common_prefix(sharer.tokens, prompt or []), limit)
+                if shared > reused:
+                    reused, copy_from = shared, sharer.seq_id
+            return self._take(victim, reused, copy_from, owner, tag)
         best = max(free, key=lambda s: (shares.get(s.seq_id, 0), s.last_used))
         best_share = shares.get(best.seq_id, 0)
         if best_share > 0 and (
@@ -142,10 +151,7 @@ class SlotPool:
                 if s.owner == owner
             ]
         for shared, seq_id in candidates:
-            if (
-                shared >= (self.min_copy_tokens if min_copy is None else min_copy)
-                and shared > reused
-            ):
+            if shared >= self.min_copy_tokens and shared > reused:
                 reused, copy_from = shared, seq_id
         return self._take(victim, reused, copy_from, owner, tag)
 
