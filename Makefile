@@ -64,6 +64,7 @@ bench: install
 	$(PY) -m benchmarks.prefix
 	$(PY) -m benchmarks.long_context
 	$(PY) -m benchmarks.tool_calls
+	$(PY) -m benchmarks.choices
 
 clean:
 	rm -rf $(VENV) build *.egg-info
