@@ -81,3 +81,17 @@ def test_tool_call_judging() -> None:
     assert judge([call("add", '{"a": "1", "b": 2}')], "add")[0] is False  # schema-invalid
     assert judge([call("add", "{oops")], "add")[0] is False
     assert judge([call("add", '{"a": 1, "b": 2}'), call("add", "{}")], "add")[0] is False
+
+
+def test_the_choices_benchmark_counts_computed_prompt_tokens() -> None:
+    from benchmarks.choices import _total, prompt
+
+    metrics = (
+        "# HELP ollm_prompt_tokens_total x\n"
+        'ollm_prompt_tokens_total{model="a"} 100.0\n'
+        'ollm_prompt_tokens_total{model="b"} 20.0\n'
+        "ollm_prefix_cache_tokens_total 30.0\n"
+    )
+    assert _total(metrics, "ollm_prompt_tokens_total") == 120.0
+    assert _total(metrics, "ollm_prefix_cache_tokens_total") == 30.0
+    assert prompt(0, "n=4") != prompt(1, "n=4") != prompt(0, "4")
