@@ -210,8 +210,8 @@ def test_prompt_too_long_is_context_length_exceeded(client: OpenAI) -> None:
 
 def test_unsupported_option_is_bad_request(client: OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model=CHAT_MODEL, messages=QUESTION, n=2)
-    assert info.value.param == "n"
+        client.chat.completions.create(model=CHAT_MODEL, messages=QUESTION, logit_bias={"1": 5})
+    assert info.value.param == "logit_bias"
 
 
 # -- a client that leaves frees its slot --------------------------------------------------
