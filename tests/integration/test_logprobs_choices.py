@@ -189,3 +189,13 @@ def test_suffix_on_a_model_without_fim_is_a_clear_400(client: OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.completions.create(model=CHAT_MODEL, prompt="a", suffix="b", max_tokens=2)
     assert "fill-in-the-middle" in str(info.value)
+
+
+def test_n_choices_on_a_model_whose_cache_cannot_be_cut_back(client: OpenAI) -> None:
+    # gemma3's sliding-window cache cannot be rewound: each choice computes the prompt.
+    response = client.completions.create(
+        model="gemma3:270m", prompt="The sea is", max_tokens=8, n=2, seed=3, temperature=1.0
+    )
+    assert [c.index for c in response.choices] == [0, 1]
+    assert all(c.text for c in response.choices)
+    assert response.usage is not None and response.usage.completion_tokens >= 2

@@ -80,3 +80,24 @@ def test_forget_drops_a_deleted_conversations_prefix():
     assert pool.forget("gone") == 1
     assert pool.cached() == []
     assert pool.allocate("alice", [1, 2, 3, 4, 5], tag="gone").reused == 0
+
+
+def test_another_choice_copies_its_leader_however_short_and_never_a_cached_slot():
+    pool = SlotPool(4)
+    prompt = [5, 6, 7]  # far below min_copy_tokens
+    cached = pool.allocate("alice", prompt)
+    pool.free(cached.seq_id, owner="alice", tokens=[*prompt, 8, 9])  # same prefix, cached
+    leader = pool.allocate("alice", prompt)
+    assert leader.seq_id == cached.seq_id  # the leader extends the cached slot
+    sharer = Sharer(leader.seq_id, "alice", prompt)
+    follower = pool.allocate("alice", prompt, sharers=[sharer], only_copy=True)
+    assert follower.seq_id != leader.seq_id
+    assert (follower.copy_from, follower.reused) == (leader.seq_id, len(prompt) - 1)
+
+
+def test_another_choice_of_a_model_that_cannot_rewind_computes_its_prompt():
+    pool = SlotPool(2, prefix_reuse=False)
+    leader = pool.allocate("alice", [5, 6, 7])
+    sharer = Sharer(leader.seq_id, "alice", [5, 6, 7])
+    follower = pool.allocate("alice", [5, 6, 7], sharers=[sharer], only_copy=True)
+    assert (follower.copy_from, follower.reused) == (None, 0)

@@ -129,7 +129,7 @@ class SlotPool:
         if only_copy:
             victim = min(free, key=lambda s: (bool(s.tokens), s.last_used))
             reused, copy_from = 0, None
-            for sharer in sharers:
+            for sharer in sharers if self.prefix_reuse else ():  # a copy must be cut back
                 shared = min(common_prefix(sharer.tokens, prompt or []), limit)
                 if shared > reused:
                     reused, copy_from = shared, sharer.seq_id
