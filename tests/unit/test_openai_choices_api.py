@@ -201,13 +201,20 @@ async def test_prompt_lists_and_token_prompts_index_choices_prompt_by_prompt(
         by_ids = (await h.client.post("/v1/completions", json={"prompt": [ids, ids[:1]]})).json()
         assert [c["text"] for c in by_ids["choices"]] == ["<3>", "<1>"]
 
-        stream = {"prompt": ["ab", "abcd"], "stream": True}
+        stream = {
+            "prompt": ["ab", "abcd"],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         chunks = events((await h.client.post("/v1/completions", json=stream)).text)
         text = {0: "", 1: ""}
         for chunk in chunks:
             for choice in chunk["choices"]:
                 text[choice["index"]] += choice["text"]
         assert text == {0: "<3>", 1: "<5>"}
+        assert len({chunk["id"] for chunk in chunks}) == 1  # one response, one id
+        assert chunks[-1]["choices"] == []
+        assert chunks[-1]["usage"]["prompt_tokens"] == 3 + 5
 
 
 async def test_echo_puts_the_prompt_first(h: Harness) -> None:

@@ -323,20 +323,22 @@ async def completion(
 async def _completion_stream(
     generations: list[Generation], body: s.CompletionRequest
 ) -> AsyncIterator[s.Completion]:
+    """Every choice's chunks as they come, all under the first prompt's id (one
+    response), then the usage chunk if asked for."""
     first = generations[0]
-    finals: dict[int, RequestOutput] = {}
+    usages: dict[int, s.Usage] = {}
     choices = []
     for generation in generations:
         for stream in generation.streams:
             index = len(choices)
-            choices.append(_completion_events(generation, stream, index, body, finals))
+            choices.append(_completion_events(first, generation, stream, index, body, usages))
     async with aclosing(merged(choices)) as chunks:
         async for chunk in chunks:
             yield chunk
-    if body.include_usage and len(finals) == len(choices):
-        usages = [_usage(first, finals[i]) for i in range(len(choices))]
-        prompts = [usages[i] for i in range(0, len(choices), body.num_choices)]
-        yield _completion_chunk(first, [], _total_usage(usages, prompts))
+    if body.include_usage and len(usages) == len(choices):
+        ordered = [usages[i] for i in range(len(choices))]
+        prompts = ordered[:: body.num_choices]  # each prompt's first choice
+        yield _completion_chunk(first, [], _total_usage(ordered, prompts))
 
 
 def _completion_chunk(
@@ -352,13 +354,15 @@ def _completion_chunk(
 
 
 async def _completion_events(
+    response: Generation,
     generation: Generation,
     stream: LeasedStream,
     index: int,
     body: s.CompletionRequest,
-    finals: dict[int, RequestOutput],
+    usages: dict[int, s.Usage],
 ) -> AsyncIterator[s.Completion]:
-    """One choice's chunks: the echoed prompt first if asked, then the text as it comes."""
+    """One choice's chunks (framed as ``response``'s): the echoed prompt first if asked,
+    then the text as it comes; its usage goes into ``usages`` when it ends."""
     echo = generation.prompt_text if body.echo else ""
     offset = len(echo)
     pending: list[TokenLogprob] = []
@@ -373,10 +377,10 @@ async def _completion_events(
                 offset += sum(len(t) for t in scored.tokens)
                 pending.clear()
             if output.finished:
-                finals[index] = output
+                usages[index] = _usage(generation, output)
             reason = cast(s.FinishReason | None, output.finish_reason)
             text, echo = echo + output.text, ""
             choice = s.CompletionChoice(
                 index=index, text=text, logprobs=scored, finish_reason=reason
             )
-            yield _completion_chunk(generation, [choice])
+            yield _completion_chunk(response, [choice])
