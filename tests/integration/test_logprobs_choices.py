@@ -30,14 +30,15 @@ def client(live_server: str) -> Iterator[OpenAI]:
 
 
 def test_greedy_chat_logprobs_are_consistent_with_what_was_sampled(client: OpenAI) -> None:
-    response = client.chat.completions.create(
-        model=CHAT_MODEL,
-        messages=QUESTION,
-        temperature=0,
-        max_tokens=24,
-        logprobs=True,
-        top_logprobs=5,
-    )
+    ask = {
+        "model": CHAT_MODEL,
+        "messages": QUESTION,
+        "temperature": 0,
+        "max_tokens": 24,
+        "logprobs": True,
+        "top_logprobs": 5,
+    }
+    response = client.chat.completions.create(**ask)
     choice = response.choices[0]
     assert choice.logprobs is not None and choice.logprobs.content
     content = choice.logprobs.content
@@ -58,15 +59,7 @@ def test_greedy_chat_logprobs_are_consistent_with_what_was_sampled(client: OpenA
     total = sum(entry.logprob for entry in content)
     assert -math.inf < total <= 0
 
-    stream = client.chat.completions.create(
-        model=CHAT_MODEL,
-        messages=QUESTION,
-        temperature=0,
-        max_tokens=24,
-        logprobs=True,
-        top_logprobs=5,
-        stream=True,
-    )
+    stream = client.chat.completions.create(**ask, stream=True)
     streamed = [
         entry
         for chunk in stream
