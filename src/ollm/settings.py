@@ -117,9 +117,26 @@ class EngineSettings(BaseSettings):
         None,
         ge=-1,
         description=(
-            "Layers offloaded to the GPU by an accelerated build: unset or -1 all of them, "
-            "0 none (CPU only). A CPU build ignores it."
+            "Layers offloaded to the GPU by an accelerated build: unset or -1 as many as fit "
+            "in the GPUs' free memory after the KV cache and compute buffers (Ollama's "
+            "behaviour), 0 none (CPU only), N exactly N (one more than the model's blocks "
+            "offloads the output head too). A CPU build ignores it."
         ),
+    )
+    main_gpu: int = Field(
+        0, ge=0, description="The GPU that holds the compute buffers (llama.cpp's main_gpu)."
+    )
+    tensor_split: Annotated[tuple[float, ...] | None, NoDecode] = Field(
+        None,
+        description=(
+            "Share of the offloaded layers per GPU, e.g. '3,1' (llama.cpp's tensor_split). "
+            "Unset: each GPU is filled in turn with what fits in its free memory."
+        ),
+    )
+    gpu_overhead: int = Field(
+        512 << 20,
+        ge=0,
+        description="Bytes kept free on every GPU when fitting layers (CUDA context, workspaces).",
     )
     max_waiting: int = Field(
         128, ge=0, description="Requests allowed to wait for a slot; beyond this the API says 429."
@@ -150,6 +167,19 @@ class EngineSettings(BaseSettings):
         ),
     )
     threads: int = Field(default_factory=_default_threads, ge=1, description="CPU threads.")
+
+    @field_validator("tensor_split", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return tuple(float(part) for part in text.split(",") if part.strip()) or None
+        return value
+
+    @field_validator("gpu_overhead", mode="before")
+    @classmethod
+    def _overhead_size(cls, value: Any) -> int:
+        return parse_byte_size(value)
 
     def kv_layout(self, context_train: int) -> tuple[int | None, int]:
         """``(pool cells, cells one sequence may use)`` for a model trained on

@@ -12,7 +12,7 @@ from api_v1_harness import v1_app
 from ollm.backends.llamacpp.backend import offloaded_layers
 from ollm.cli.render import processor
 from ollm.placement import processor_split
-from ollm.services.system.gpus import detect_gpus, parse_nvidia_smi
+from ollm.placement.gpus import detect_gpus, parse_nvidia_smi
 
 SMI_ROWS = (
     "0, NVIDIA H200, 143771, 140012, 580.65.06, 9.0\n"

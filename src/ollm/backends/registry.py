@@ -31,7 +31,7 @@ class BackendFactory:
 
     ``target`` is ``"package.module:Class"``; the class has ``load(path, engine_settings)``
     and its module a ``runtime_version()`` naming the exact runtime (KV snapshots are tied to
-    it). Both are imported on first use.
+    it), and optionally ``supports_gpu_offload()``. All are imported on first use.
     """
 
     name: str
@@ -52,6 +52,16 @@ class BackendFactory:
         """The exact runtime this factory's backend runs on, e.g. ``llama.cpp b1234``."""
         _, runtime = self._resolve()
         return runtime()
+
+    def offloads(self) -> bool:
+        """Whether this backend's build can put layers on a GPU: its module's
+        ``supports_gpu_offload()``, False when it has none or it cannot be imported."""
+        try:
+            module = importlib.import_module(self.target.partition(":")[0])
+        except Exception:  # no wheel, or a native library this CPU cannot load
+            return False
+        check = getattr(module, "supports_gpu_offload", None)
+        return bool(check()) if callable(check) else False
 
 
 def detect_format(path: Path) -> str:

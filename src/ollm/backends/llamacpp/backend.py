@@ -199,7 +199,12 @@ class LlamaCppBackend:
 
     @classmethod
     def load(cls, path: Path, settings: EngineSettings) -> LlamaCppBackend:
-        model = NativeModel(path, gpu_layers=settings.gpu_layers)
+        model = NativeModel(
+            path,
+            gpu_layers=settings.gpu_layers,
+            main_gpu=settings.main_gpu,
+            tensor_split=settings.tensor_split,
+        )
         try:
             pool, limit = settings.kv_layout(model.n_ctx_train())
             n_ctx_seq = limit

@@ -90,14 +90,29 @@ class NativeError(RuntimeError):
 class NativeModel:
     """A loaded GGUF model: weights, vocabulary and metadata."""
 
-    def __init__(self, path: Path, *, gpu_layers: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        gpu_layers: int | None = None,
+        main_gpu: int = 0,
+        tensor_split: Sequence[float] | None = None,
+    ) -> None:
         """``gpu_layers``: layers to offload to an accelerator; None or -1: as many as
-        llama.cpp offloads by default (all of them), 0: none. Ignored by CPU builds."""
+        llama.cpp offloads by default (all of them), 0: none. ``main_gpu`` and
+        ``tensor_split`` (a share per device) are llama.cpp's. Ignored by CPU builds."""
         init_backend()
         params = llama_cpp.llama_model_default_params()
         params.use_mmap = True
         if gpu_layers is not None:
             params.n_gpu_layers = gpu_layers
+        params.main_gpu = main_gpu
+        # llama.cpp reads the split while loading; the array must outlive the call.
+        split = (ctypes.c_float * llama_cpp.llama_max_devices())()
+        for index, share in enumerate((tensor_split or ())[: len(split)]):
+            split[index] = share
+        if tensor_split:
+            params.tensor_split = split
         model = llama_cpp.llama_model_load_from_file(str(path).encode("utf-8"), params)
         if not model:
             raise NativeError(f"llama.cpp could not load {path}")

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gguf.constants import GGMLQuantizationType, GGUFValueType, LlamaFileType
+from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType, LlamaFileType
+
+from ollm.placement.fit import LayerSizes
 
 GGUF_MAGIC = b"GGUF"
 SMALL_ARRAY = 64  # arrays longer than this (vocabularies, merges) are skipped, not kept
@@ -53,6 +55,15 @@ class TensorInfo:
     @property
     def n_elements(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def n_bytes(self) -> int:
+        """Bytes of its data: whole blocks of its storage type (0 for an unknown type)."""
+        try:
+            block, size = GGML_QUANT_SIZES[GGMLQuantizationType(self.type)]
+        except (ValueError, KeyError):
+            return 0
+        return self.n_elements // block * size
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +115,11 @@ class GGUFInfo:
 
     def kv_bytes_per_cell(self) -> int | None:
         """Bytes of K and V cache one context cell takes over all layers (f16), if known."""
+        per_layer = self.kv_bytes_per_cell_by_layer()
+        return sum(per_layer) if per_layer is not None else None
+
+    def kv_bytes_per_cell_by_layer(self) -> list[int] | None:
+        """Bytes of K and V cache one context cell takes in each layer (f16), if known."""
         layers = self.arch_value("block_count")
         heads = self.arch_value("attention.head_count")
         heads_kv = self.arch_value("attention.head_count_kv")
@@ -123,7 +139,38 @@ class GGUFInfo:
         value_dim = self.arch_value("attention.value_length") or default_dim
         if not isinstance(key_dim, int) or not isinstance(value_dim, int):
             return None
-        return sum(n * (key_dim + value_dim) for n in per_layer_heads) * KV_BYTES_PER_VALUE
+        return [n * (key_dim + value_dim) * KV_BYTES_PER_VALUE for n in per_layer_heads]
+
+    def layer_sizes(self) -> LayerSizes | None:
+        """The model's bytes in the pieces GPU placement moves (see
+        :mod:`ollm.placement.fit`), from the tensors' shapes and types; None when the
+        header lacks the block count or the KV shape."""
+        kv = self.kv_bytes_per_cell_by_layer()
+        if kv is None:
+            return None
+        blocks = [0] * len(kv)
+        output = token_embd = other = 0
+        for tensor in self.tensors:
+            size = tensor.n_bytes
+            name = tensor.name
+            if name.startswith("blk."):
+                index = name.split(".", 2)[1]
+                if index.isdigit() and int(index) < len(blocks):
+                    blocks[int(index)] += size
+                    continue
+            if name == "token_embd.weight":
+                token_embd = size
+            elif name.startswith("output"):
+                output += size
+            else:
+                other += size
+        # A model whose head is tied to its embeddings has no output tensor: llama.cpp
+        # then loads the embeddings a second time as the head, on the head's device.
+        if not any(t.name == "output.weight" for t in self.tensors):
+            output += token_embd
+        return LayerSizes(
+            blocks=tuple(blocks), kv_per_cell=tuple(kv), output=output, host_only=token_embd + other
+        )
 
 
 def _per_layer(value: Any, layers: int) -> list[int] | None:

@@ -22,14 +22,19 @@ class Resident:
     """What the planner needs to know about one loaded model."""
 
     model_id: str
-    size_bytes: int
+    size_bytes: int  # all of it, host and device
     busy: bool  # requests in flight: never evicted
     last_used: int  # larger means more recently used
+    device_bytes: int = 0  # of which on the GPUs
+
+    @property
+    def host_bytes(self) -> int:
+        return self.size_bytes - self.device_bytes
 
 
 @dataclass(frozen=True, slots=True)
 class ResidencyLimits:
-    """At most ``max_models`` models, together within ``budget_bytes``."""
+    """At most ``max_models`` models, their host memory together within ``budget_bytes``."""
 
     max_models: int
     budget_bytes: int
@@ -41,30 +46,46 @@ def plan_evictions(
     limits: ResidencyLimits,
     *,
     pending: Sequence[int] = (),
+    need_device: int = 0,
+    device_room: int = 0,
 ) -> list[str] | None:
-    """Idle models to unload, least recently used first, so a model of ``need_bytes`` fits.
+    """Idle models to unload, least recently used first, so a model of ``need_bytes``
+    (``need_device`` of them on the GPUs) fits.
 
-    ``pending`` are sizes of loads in progress and of models still being freed: they count
-    against both limits. Returns ``[]`` when it fits already, and None when it cannot fit
-    until a busy model becomes idle (the caller waits). A model larger than the whole
-    budget still loads when nothing else is resident, rather than never.
+    Host and device memory are counted apart: the host budget holds what resident models
+    keep in host memory, and ``device_room`` is what the GPUs have free now, so device
+    memory is made only by unloading models that hold some: a CPU-only model is not
+    unloaded for the GPU's sake. ``pending`` are host sizes of loads in progress and of models
+    still being freed: they count against the host budget and the count. Returns ``[]``
+    when it fits already, and None when it cannot fit until a busy model becomes idle (the
+    caller waits). A model larger than the whole budget still loads when nothing else is
+    resident, rather than never.
     """
     count = len(residents) + len(pending)
-    used = sum(r.size_bytes for r in residents) + sum(pending)
+    used = sum(r.host_bytes for r in residents) + sum(pending)
+    need_host = need_bytes - need_device
+    device_free = device_room
 
-    def fits() -> bool:
-        return count < limits.max_models and (
-            used + need_bytes <= limits.budget_bytes or count == 0
-        )
+    def count_fits() -> bool:
+        return count < limits.max_models
+
+    def host_fits() -> bool:
+        return used + need_host <= limits.budget_bytes or count == 0
+
+    def device_fits() -> bool:
+        return need_device <= device_free
 
     victims: list[str] = []
     for resident in sorted((r for r in residents if not r.busy), key=lambda r: r.last_used):
-        if fits():
+        if count_fits() and host_fits() and device_fits():
             break
+        if count_fits() and host_fits() and not resident.device_bytes:
+            continue  # only device memory is short, and this one holds none
         victims.append(resident.model_id)
         count -= 1
-        used -= resident.size_bytes
-    return victims if fits() else None
+        used -= resident.host_bytes
+        device_free += resident.device_bytes
+    return victims if count_fits() and host_fits() and device_fits() else None
 
 
 # Bytes of one K or V element, by cache type, relative to f16's two: q8_0 packs 32 values

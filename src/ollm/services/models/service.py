@@ -36,6 +36,8 @@ from ollm.engine.loop import EngineStats
 from ollm.engine.snapshot_store import SnapshotStore
 from ollm.errors import ModelLoadError, ModelNotFoundError, ShuttingDownError
 from ollm.placement import processor_split
+from ollm.placement.fit import compute_buffer_bytes, place_layers
+from ollm.placement.gpus import GpuInfo, detect_gpus
 from ollm.services.models import bundled
 from ollm.services.models.blobs import BlobStore
 from ollm.services.models.create import CreateSpec, create_model
@@ -87,7 +89,8 @@ class LoadedModel:
     """A model in memory with its engine thread running, and its residency state.
 
     ``keep_alive`` is in seconds (negative: forever; 0: unload when idle); ``in_flight``
-    counts the requests holding it; ``size_bytes`` is its estimated memory.
+    counts the requests holding it; ``size_bytes`` is its estimated memory, and
+    ``device_bytes`` the part of it on each GPU (empty when none was listed).
     """
 
     entry: ModelEntry
@@ -95,6 +98,7 @@ class LoadedModel:
     engine: AsyncEngine
     template: ChatTemplate | None
     size_bytes: int = 0
+    device_bytes: tuple[int, ...] = ()
     keep_alive: float = 300.0
     in_flight: int = 0
     load_duration: float = 0.0  # seconds the load took
@@ -121,11 +125,17 @@ class LoadedModel:
 
     @property
     def size_vram(self) -> int:
-        """Bytes of ``size_bytes`` on the accelerator, by the share of layers offloaded
-        (what Ollama's ``/api/ps`` calls ``size_vram``)."""
+        """Bytes of ``size_bytes`` on the accelerator (what Ollama's ``/api/ps`` calls
+        ``size_vram``): as placed on the GPUs, or, where none was listed (Metal), by the
+        share of layers offloaded. With every block offloaded it is all of it, as Ollama
+        counts (the token embeddings llama.cpp keeps on the host are not worth a "7% CPU")."""
         facts = self.backend.facts
         if not facts.layers or not facts.gpu_layers:
             return 0
+        if facts.gpu_layers >= facts.layers:
+            return self.size_bytes
+        if self.device_bytes:
+            return min(sum(self.device_bytes), self.size_bytes)
         return self.size_bytes * min(facts.gpu_layers, facts.layers) // facts.layers
 
     @property
@@ -142,6 +152,23 @@ class LoadedModel:
 
 # The smallest KV pool the default shrinks to for a model that would not fit otherwise.
 MIN_AUTO_POOL_CELLS = 2048
+# llama.cpp's default micro-batch: the compute buffer is sized for this many tokens.
+UBATCH_TOKENS = 512
+
+
+@dataclass(frozen=True, slots=True)
+class LoadPlan:
+    """How a model will be loaded: its engine settings (GPU layers fitted), its estimated
+    memory, and the part of it on each GPU."""
+
+    engine: EngineSettings
+    size_bytes: int
+    device_bytes: tuple[int, ...] = ()
+
+    @property
+    def host_bytes(self) -> int:
+        return self.size_bytes - sum(self.device_bytes)
+
 
 # 9999-12-31T23:59:59Z, the last moment a datetime (and RFC 3339) can name.
 _LAST_DATE = 253402300799.0
@@ -160,12 +187,15 @@ class ModelService:
         bundled_models: Sequence[bundled.BundledModel] = bundled.BUNDLED_MODELS,
         clock: Callable[[], float] = time.time,
         runtime: Callable[[], str] | None = None,
+        gpus: Callable[[], Sequence[GpuInfo]] | None = None,
     ) -> None:
         """``entries`` replaces the bundled models (tests); ``clock`` drives keep-alive.
 
         A model is loaded by the backend ``backends`` registers for its format (default:
         llama.cpp for GGUF); ``loader`` replaces that choice outright (tests). ``runtime``
-        names the runtime KV snapshots are tied to (default: the GGUF backend's).
+        names the runtime KV snapshots are tied to (default: the GGUF backend's). ``gpus``
+        lists the GPUs and their free memory now (default: ``nvidia-smi``'s, when the GGUF
+        backend's build can offload; none otherwise).
         """
         self.settings = settings
         self.registry = Registry(settings, entries=entries, bundled_models=bundled_models)
@@ -179,8 +209,9 @@ class ModelService:
         self._clock = clock
         self._loaded: dict[str, LoadedModel] = {}
         self._loading: dict[str, asyncio.Task[LoadedModel]] = {}
-        self._reserved: dict[str, int] = {}  # loads in progress -> bytes they will take
-        self._freeing: dict[int, int] = {}  # id(LoadedModel) being closed -> bytes
+        self._gpus = gpus if gpus is not None else self._offload_gpus
+        self._reserved: dict[str, LoadPlan] = {}  # loads in progress -> what they will take
+        self._freeing: dict[int, LoadedModel] = {}  # id(LoadedModel) -> one being closed
         self._waiters: list[asyncio.Future[None]] = []
         self._ticks = itertools.count(1)
         self._tasks: set[asyncio.Task[object]] = set()
@@ -417,52 +448,143 @@ class ModelService:
         )
         return engine.model_copy(update={"kv_pool_cells": smaller})
 
-    def _estimate(self, entry: ModelEntry) -> int:
-        info = self.registry.gguf_info(entry.path)
+    def _offload_gpus(self) -> list[GpuInfo]:
+        """The GPUs ``nvidia-smi`` lists, when the GGUF backend can offload to them."""
+        try:
+            offloads = self.backends.for_format("gguf").offloads()
+        except ModelLoadError:
+            return []
+        return detect_gpus() if offloads else []
+
+    def _plan(self, entry: ModelEntry, room: Sequence[int]) -> LoadPlan:
+        """What loading ``entry`` takes, with its layers fitted into ``room`` (free bytes
+        per GPU, counting idle models' memory as free: they can be unloaded for it)."""
         engine = self._engine_settings(entry)
+        info = self.registry.gguf_info(entry.path)
         if info is None:
-            return entry.size_bytes
+            return LoadPlan(engine, entry.size_bytes)
         pool, context = engine.kv_layout(info.context_length or 1 << 30)
         cells = pool if pool is not None else context * engine.max_running
-        return estimate_memory(
-            entry.size_bytes,
-            info.kv_bytes_per_cell(),
-            cells,
-            kv_cache_type=engine.kv_cache_type,
+        size = estimate_memory(
+            entry.size_bytes, info.kv_bytes_per_cell(), cells, kv_cache_type=engine.kv_cache_type
+        )
+        sizes = info.layer_sizes()
+        if not room or sizes is None:
+            return LoadPlan(engine, size)
+        compute = compute_buffer_bytes(
+            vocab=info.skipped_arrays.get("tokenizer.ggml.tokens", 0),
+            embedding=int(info.arch_value("embedding_length") or 0),
+            heads=int(info.arch_value("attention.head_count") or 0),
+            cells=cells,
+            batch=min(UBATCH_TOKENS, engine.max_running + engine.max_step_tokens),
+            flash_attention=engine.flash_attention != "off",
+        )
+        placement = place_layers(
+            sizes,
+            cells=cells,
+            kv_scale=KV_TYPE_SCALE[engine.kv_cache_type],
+            free=room,
+            compute=compute,
+            overhead=engine.gpu_overhead,
+            requested=engine.gpu_layers,
+            split=engine.tensor_split,
+            main=engine.main_gpu,
+        )
+        log.info(
+            "%s: %d of %d layers on the GPUs (%s MiB each), %d MiB in host memory",
+            entry.model_id,
+            placement.gpu_layers,
+            sizes.layers + 1,
+            "/".join(str(b >> 20) for b in placement.device_bytes),
+            placement.host_bytes >> 20,
+        )
+        fitted = engine.model_copy(
+            update={
+                "gpu_layers": placement.gpu_layers,
+                "tensor_split": placement.tensor_split or engine.tensor_split,
+            }
+        )
+        return LoadPlan(
+            fitted, placement.host_bytes + placement.total_device_bytes, placement.device_bytes
         )
 
+    def _device_free(self, gpus: Sequence[GpuInfo]) -> list[int]:
+        """Bytes per GPU free for a new load without unloading anything: what the GPUs
+        report, plus what models being freed still hold, less what loads in progress
+        will take (neither shows in the report yet)."""
+        free = [gpu.memory_free_bytes for gpu in gpus]
+        for delta, models in (
+            (1, [m.device_bytes for m in self._freeing.values()]),
+            (-1, [plan.device_bytes for plan in self._reserved.values()]),
+        ):
+            for device_bytes in models:
+                for index, amount in enumerate(device_bytes[: len(free)]):
+                    free[index] += delta * amount
+        return free
+
+    def _device_room(self, gpus: Sequence[GpuInfo]) -> list[int]:
+        """Bytes per GPU a new load may be fitted into: free, plus what idle models hold."""
+        room = self._device_free(gpus)
+        for model in self._loaded.values():
+            if model.in_flight == 0:
+                for index, amount in enumerate(model.device_bytes[: len(room)]):
+                    room[index] += amount
+        return room
+
     async def _load(self, entry: ModelEntry) -> LoadedModel:
-        size = await asyncio.to_thread(self._estimate, entry)
-        freeing = await self._reserve(entry.model_id, size)
+        gpus = await asyncio.to_thread(self._gpus)
+        plan = await asyncio.to_thread(self._plan, entry, self._device_room(gpus))
+        freeing = await self._reserve(entry.model_id, plan)
         try:
             if freeing:
                 await asyncio.wait(freeing)
-            return await self._start_engine(entry, size)
+            return await self._start_engine(entry, plan)
         finally:
             self._reserved.pop(entry.model_id, None)
             self._changed()
 
-    async def _reserve(self, model_id: str, size: int) -> list[asyncio.Task[None]]:
-        """Wait until ``size`` bytes fit, unload idle models (LRU) to make room, and reserve
-        the room. Returns the unload tasks still freeing memory."""
+    async def _reserve(self, model_id: str, plan: LoadPlan) -> list[asyncio.Task[None]]:
+        """Wait until ``plan`` fits in host and GPU memory, unload idle models (LRU) to make
+        room, and reserve the room. Returns the unload tasks still freeing memory."""
+        overhead = plan.engine.gpu_overhead
         while True:
             if self._closed:
                 raise ShuttingDownError("the server is shutting down")
             residents = [
-                Resident(m.model_id, m.size_bytes, m.in_flight > 0, m.last_used)
+                Resident(
+                    m.model_id,
+                    m.size_bytes,
+                    m.in_flight > 0,
+                    m.last_used,
+                    device_bytes=sum(m.device_bytes),
+                )
                 for m in self._loaded.values()
             ]
-            pending = [*self._reserved.values(), *self._freeing.values()]
-            victims = plan_evictions(residents, size, self.limits, pending=pending)
+            pending = [
+                *(p.host_bytes for p in self._reserved.values()),
+                *(m.size_bytes - sum(m.device_bytes) for m in self._freeing.values()),
+            ]
+            device_room = 0
+            if plan.device_bytes:
+                gpus = await asyncio.to_thread(self._gpus)
+                device_room = sum(max(0, f - overhead) for f in self._device_free(gpus))
+            victims = plan_evictions(
+                residents,
+                plan.size_bytes,
+                self.limits,
+                pending=pending,
+                need_device=sum(plan.device_bytes),
+                device_room=device_room,
+            )
             if victims is not None:
-                self._reserved[model_id] = size  # decided and reserved with no await between
+                self._reserved[model_id] = plan  # decided and reserved with no await between
                 return [self._begin_unload(self._loaded[v], "making room") for v in victims]
-            log.info("%s waits for room (%d MiB needed)", model_id, size >> 20)
+            log.info("%s waits for room (%d MiB needed)", model_id, plan.size_bytes >> 20)
             await self._wait_for_change()
 
-    async def _start_engine(self, entry: ModelEntry, size: int) -> LoadedModel:
-        engine_settings = await asyncio.to_thread(self._engine_settings, entry)
-        log.info("loading %s from %s (~%d MiB)", entry.model_id, entry.path, size >> 20)
+    async def _start_engine(self, entry: ModelEntry, plan: LoadPlan) -> LoadedModel:
+        engine_settings = plan.engine
+        log.info("loading %s from %s (~%d MiB)", entry.model_id, entry.path, plan.size_bytes >> 20)
         started = time.monotonic()
         try:
             backend = await asyncio.to_thread(self._loader, entry.path, engine_settings)
@@ -493,7 +615,8 @@ class ModelService:
             backend,
             engine,
             template,
-            size_bytes=size,
+            size_bytes=plan.size_bytes,
+            device_bytes=plan.device_bytes,
             keep_alive=self.settings.keep_alive,
             load_duration=time.monotonic() - started,
             idle_since=self._clock(),
@@ -518,7 +641,7 @@ class ModelService:
         if self._loaded.get(loaded.model_id) is loaded:
             del self._loaded[loaded.model_id]
         log.info("unloading %s (%s)", loaded.model_id, reason)
-        self._freeing[id(loaded)] = loaded.size_bytes
+        self._freeing[id(loaded)] = loaded
         task = asyncio.ensure_future(self._free(loaded))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -17,8 +17,8 @@ import psutil
 from pydantic import BaseModel
 
 from ollm import __version__
+from ollm.placement.gpus import GpuInfo, detect_gpus
 from ollm.services.models.service import LoadedModel, ModelService
-from ollm.services.system.gpus import GpuInfo, detect_gpus
 
 CPUINFO = Path("/proc/cpuinfo")
 
